@@ -1,0 +1,128 @@
+"""Loading and checking config.yaml, shared by the `ephys` command and the Snakefile.
+
+A wrong key or value stops with one sentence that names the key and says what is
+allowed, never with a traceback. Relative paths are resolved against the folder that
+holds the configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pipeline.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One sentence for the most useful of a validation error's causes."""
+    key = _key_path(error)
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f" in {key}" if error.absolute_path else ""
+        hint = f"; allowed keys are: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {extra[0]!r}{where}{hint}."
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        where = f"{key}." if error.absolute_path else ""
+        return f"the key {where}{missing[0]} is missing."
+    if v == "enum":
+        allowed = ", ".join(repr(x) for x in error.validator_value)
+        return f"{key} is {error.instance!r}, but it must be one of: {allowed}."
+    if v == "type":
+        names = {"array": "a list", "object": "a mapping of keys to values", "string": "text",
+                 "number": "a number", "integer": "a whole number", "null": "null", "boolean": "true or false"}
+        expected = error.validator_value
+        expected = expected if isinstance(expected, list) else [expected]
+        return f"{key} is {error.instance!r}, but it must be {' or '.join(names.get(t, t) for t in expected)}."
+    if v in ("minimum", "exclusiveMinimum"):
+        strict = "greater than" if v == "exclusiveMinimum" else "at least"
+        return f"{key} is {error.instance!r}, but it must be {strict} {error.validator_value}."
+    if v in ("minItems", "minProperties", "minLength"):
+        return f"{key} must not be empty."
+    if v == "propertyNames":
+        return f"{key} has a name that is not allowed ({error.message})."
+    return f"{key}: {error.message}."
+
+
+def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, source: str = "config.yaml") -> dict[str, Any]:
+    """Check `config` against the schema and return it with absolute paths and defaults.
+
+    Raises ConfigError with one sentence naming the key.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source} must hold a mapping of keys to values, not {type(config).__name__}.")
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        if best.validator == "oneOf" and best.context:
+            best = sorted(best.context, key=lambda e: len(e.absolute_path))[-1]
+        raise ConfigError(f"{source}: {_describe(best)}")
+    cfg = dict(config)
+    base = Path(base_dir).resolve()
+    cfg["base_dir"] = str(base)
+    resolve = lambda p: str((base / os.path.expanduser(p)).resolve())  # noqa: E731
+    cfg["sheet"] = {**cfg["sheet"], "path": resolve(cfg["sheet"]["path"])}
+    cfg["store"] = {**cfg["store"], "path": resolve(cfg["store"]["path"])}
+    cfg["executor"] = {"cores": 2, **cfg["executor"]}
+    cfg["data_roots"] = [resolve(p) for p in cfg["data_roots"]]
+    cfg["spectrogram"] = {"time_bandwidth": 2.0, "fmax": 200, **cfg["spectrogram"]}
+    cfg["sleep"] = {"model": None, **cfg["sleep"]}
+    if cfg["sleep"]["model"]:
+        cfg["sleep"]["model"] = resolve(cfg["sleep"]["model"])
+    cfg["poller"] = {"interval_s": 60, "progress_interval_s": 30, **cfg["poller"]}
+
+    lfp, epoch = cfg["lfp"], cfg["sleep"]["epoch_s"]
+    ratio = lfp["segment_s"] / epoch
+    if abs(ratio - round(ratio)) > 1e-9:
+        raise ConfigError(f"{source}: sleep.epoch_s ({epoch}) must divide lfp.segment_s ({lfp['segment_s']}) exactly.")
+    n = epoch * lfp["rate"]
+    if abs(n - round(n)) > 1e-9:
+        raise ConfigError(f"{source}: sleep.epoch_s x lfp.rate must be a whole number of samples.")
+    if cfg["spectrogram"]["fmax"] > lfp["rate"] / 2:
+        raise ConfigError(
+            f"{source}: spectrogram.fmax ({cfg['spectrogram']['fmax']}) must be at most half of lfp.rate ({lfp['rate']})."
+        )
+    from pipeline.channels import ChannelMap  # parse maps now so a bad range fails at start-up
+
+    for name, spec in cfg["channel_maps"].items():
+        try:
+            ChannelMap.from_dict(spec)
+        except ValueError as e:
+            raise ConfigError(f"{source}: channel_maps.{name}: {e}") from None
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read and validate a configuration file (default: ./config.yaml)."""
+    path = Path(path or DEFAULT_CONFIG_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path.resolve()}; run from the project folder or pass --config.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
+    return validate_config(raw or {}, base_dir=path.resolve().parent, source=str(path))

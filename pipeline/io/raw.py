@@ -1,0 +1,133 @@
+"""Raw recordings: find the vendor files in a folder and read any time slice of them.
+
+Every reader exposes the same interface to the converter: channel names in their
+natural order, one sampling rate, the recording's start, its length on the recording
+clock (gaps included) and `read(start, stop)` of volts on that clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.channels import natural_key
+from pipeline.errors import RawDataError
+from pipeline.io.ncs import NcsFile
+
+
+@dataclass(frozen=True)
+class RecordingGap:
+    start: int  # grid samples from the recording start
+    length: int
+    channels: tuple[str, ...]  # channels missing samples there
+
+
+def _parse_time_created(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    for fmt in ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f", "%m/%d/%Y %H:%M:%S"):
+        try:
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+class NeuralynxRecording:
+    """A folder of .ncs files, one per channel, sharing one clock."""
+
+    format = "neuralynx"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        paths = [p for p in self.folder.iterdir() if p.suffix.lower() == ".ncs" and p.is_file()]
+        if not paths:
+            raise RawDataError(f"{self.folder} holds no Neuralynx .ncs files.")
+        files = [NcsFile(p) for p in paths]
+        files.sort(key=lambda f: natural_key(f.name))
+        names = [f.name for f in files]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            clash = [str(f.path.name) for f in files if f.name == dupes[0]]
+            raise RawDataError(f"{self.folder}: the files {', '.join(clash)} all record channel {dupes[0]}.")
+        rates = {f.sampling_rate for f in files}
+        if len(rates) > 1:
+            by_rate = {}
+            for f in files:
+                by_rate.setdefault(f.sampling_rate, []).append(f.path.name)
+            detail = "; ".join(f"{r:g} Hz: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for r, v in sorted(by_rate.items()))
+            raise RawDataError(
+                f"{self.folder}: channels were recorded at different sampling rates ({detail}); "
+                "convert them as separate recordings."
+            )
+        self.files = files
+        self.channel_names = names
+        self.sampling_rate = files[0].sampling_rate
+        self.t0_us = min(int(f.timestamps[0]) for f in files)
+        self._ends = {f.name: f.grid_end(self.t0_us) for f in files}
+        self.n_samples = max(self._ends.values())
+        created = _parse_time_created(files[0].header.get("TimeCreated"))
+        if created is None:
+            created = datetime.fromtimestamp(self.t0_us / 1e6, tz=timezone.utc)
+        self.start_time = created
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.sampling_rate
+
+    def read(self, start: int, stop: int, channels: list[str] | None = None) -> np.ndarray:
+        """Volts at grid samples [start, stop), shape (n_channels, stop - start), float32."""
+        chosen = self.channel_names if channels is None else channels
+        out = np.empty((len(chosen), stop - start), dtype=np.float32)
+        by_name = {f.name: f for f in self.files}
+        for i, name in enumerate(chosen):
+            out[i] = by_name[name].read_grid(start, stop, t0_us=self.t0_us)
+        return out
+
+    def gaps(self) -> list[RecordingGap]:
+        """Stretches where one or more channels have no samples, merged across channels."""
+        per: dict[tuple[int, int], list[str]] = {}
+        for f in self.files:
+            for g in f.gaps(self.t0_us, self.n_samples):
+                per.setdefault((g.start, g.length), []).append(f.name)
+        return [RecordingGap(s, n, tuple(ch)) for (s, n), ch in sorted(per.items())]
+
+    def channel_ends(self) -> dict[str, int]:
+        return dict(self._ends)
+
+    def describe_files(self) -> list[dict]:
+        """Per-file facts for recording.json, with a quick checksum of each file.
+
+        The checksum covers the header, the first and last MiB and the size: enough to
+        notice a file that was replaced or is still growing, without reading a terabyte.
+        """
+        out = []
+        for f in self.files:
+            size = f.path.stat().st_size
+            h = hashlib.sha256()
+            with open(f.path, "rb") as fh:
+                h.update(fh.read(16384 + (1 << 20)))
+                fh.seek(max(0, size - (1 << 20)))
+                h.update(fh.read())
+            h.update(str(size).encode())
+            out.append({
+                "channel": f.name, "file": f.path.name, "bytes": size, "records": f.n_records,
+                "channel_number": f.channel_number, "ad_bit_volts": f.ad_bit_volts,
+                "input_inverted": f.volts_per_bit < 0, "first_timestamp_us": int(f.timestamps[0]),
+                "sha256_head_tail": h.hexdigest(),
+            })
+        return out
+
+
+def open_recording(folder: str | Path) -> NeuralynxRecording:
+    """Open the raw recording in `folder`, recognising its format from the files present."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RawDataError(f"the raw data folder {folder} does not exist or is not a folder.")
+    if any(p.suffix.lower() == ".ncs" for p in folder.iterdir()):
+        return NeuralynxRecording(folder)
+    raise RawDataError(f"{folder} holds no raw data this pipeline can read (looked for Neuralynx .ncs files).")

@@ -1,0 +1,135 @@
+"""The registry of recordings (state/recordings.tsv) and the checks a sheet row must pass.
+
+The poller registers valid sheet rows here; `ephys add` registers a recording without
+any sheet. Snakemake reads only this file, never the sheet. Sheet cells are untrusted:
+an id must be usable as a folder name, and a raw path must lie inside a data root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.errors import RowError
+from pipeline.io.atomic import write_text_atomic
+
+REGISTRY_NAME = "recordings.tsv"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class Recording:
+    recording_id: str
+    animal: str
+    raw_path: str
+    notes: str = ""
+    run_id: str = ""
+    registered_at: str = ""
+    source: str = "cli"
+
+
+COLUMNS = [f.name for f in fields(Recording)]
+
+
+def check_name(value: str, what: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise RowError(f"The {what} is empty. Please fill it in.")
+    if not _ID.match(value) or value in (".", ".."):
+        raise RowError(
+            f"The {what} '{value}' can only use letters, digits, '.', '_' and '-' (no spaces or slashes, "
+            "at most 100 characters), because it becomes a folder name. Please rename it."
+        )
+    return value
+
+
+def resolve_raw_path(value: str, data_roots: list[str]) -> Path:
+    """The real path of a raw folder named in a sheet, if it lies inside a data root.
+
+    Relative paths are taken relative to each data root in turn. Symbolic links are
+    followed before the check, so a link pointing out of the roots is refused.
+    """
+    value = (value or "").strip()
+    if not value:
+        raise RowError("The raw_path is empty. Please give the folder that holds the raw recording files.")
+    if "\x00" in value:
+        raise RowError("The raw_path contains an invalid character.")
+    roots = [Path(os.path.realpath(r)) for r in data_roots]
+    candidates = [Path(value)] if os.path.isabs(value) else [r / value for r in roots]
+    for cand in candidates:
+        real = Path(os.path.realpath(os.path.expanduser(cand)))
+        inside = any(real == r or real.is_relative_to(r) for r in roots)
+        if not inside:
+            continue
+        if not real.exists():
+            raise RowError(f"The raw_path '{value}' does not exist. Please check the spelling and that the data has been copied.")
+        if not real.is_dir():
+            raise RowError(f"The raw_path '{value}' is a file; please give the folder that holds the recording files.")
+        return real
+    allowed = ", ".join(str(r) for r in roots)
+    raise RowError(
+        f"The raw_path '{value}' is outside the folders the pipeline may read ({allowed}). "
+        "Please copy the data into one of them and give that path."
+    )
+
+
+class Registry:
+    """state/recordings.tsv, read and written under a file lock, replaced atomically."""
+
+    def __init__(self, state_dir: str | Path):
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / REGISTRY_NAME
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".recordings.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read(self) -> dict[str, Recording]:
+        if not self.path.exists():
+            return {}
+        with open(self.path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        return {r["recording_id"]: Recording(**{c: r.get(c) or "" for c in COLUMNS}) for r in rows}
+
+    def _write(self, recs: dict[str, Recording]) -> None:
+        lines = ["\t".join(COLUMNS)]
+        for rec in recs.values():
+            lines.append("\t".join(str(getattr(rec, c)).replace("\t", " ").replace("\n", " ") for c in COLUMNS))
+        write_text_atomic(self.path, "\n".join(lines) + "\n")
+
+    def add(self, rec: Recording, *, replace: bool = False) -> Recording:
+        """Register `rec`. An id registered for other data is refused unless `replace`."""
+        with self.locked():
+            recs = self.read()
+            old = recs.get(rec.recording_id)
+            if old and not replace and (old.raw_path != rec.raw_path or old.animal != rec.animal):
+                raise RowError(
+                    f"The recording id '{rec.recording_id}' is already used for another recording "
+                    f"(animal {old.animal}, {old.raw_path}). Please choose a different id."
+                )
+            if old and not replace:
+                return old
+            rec.registered_at = rec.registered_at or datetime.now().astimezone().isoformat(timespec="seconds")
+            recs[rec.recording_id] = rec
+            self._write(recs)
+            return rec
+
+    def as_dicts(self) -> list[dict]:
+        return [asdict(r) for r in self.read().values()]
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()

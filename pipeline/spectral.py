@@ -1,0 +1,67 @@
+"""Spectrogram stage: LFP segment -> one multitaper spectrogram per brain region.
+
+Each region's signal is the mean of its good channels (channels QC flagged as dead or
+noisy are left out). The result is saved as .npz: `freqs`, `onsets_s` (epoch onsets
+from the recording start), `regions`, `power` (regions x epochs x freqs, V^2/Hz) and
+`valid` (epochs not touching a recording gap).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.dsp.spectrogram import epoch_spectrogram
+from pipeline.io.atomic import atomic_path
+from pipeline.io.lfp import GAP_ANNOTATION, read_lfp
+
+log = logging.getLogger(__name__)
+
+
+def region_signals(raw, info: dict) -> dict[str, np.ndarray]:
+    """Mean LFP of the good channels of each region, in volts."""
+    regions: dict[str, list[int]] = {}
+    for i, name in enumerate(raw.ch_names):
+        if name in raw.info["bads"]:
+            continue
+        region = next((c["region"] for c in info["channels"] if c["name"] == name), None)
+        if region:
+            regions.setdefault(region, []).append(i)
+    data = raw.get_data()
+    return {r: data[idx].mean(axis=0) for r, idx in regions.items()}
+
+
+def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
+    """False for epochs that overlap a BAD_ACQ_SKIP annotation."""
+    valid = np.ones(len(onsets_s), dtype=bool)
+    for a in raw.annotations:
+        if a["description"] != GAP_ANNOTATION:
+            continue
+        onset = a["onset"] - (raw.first_time if raw.annotations.orig_time is None else 0)
+        end = onset + a["duration"]
+        valid &= ~((onsets_s < end) & (onsets_s + epoch_s > onset))
+    return valid
+
+
+def compute_spectrogram(info: dict, lfp_path: str | Path, out_npz: str | Path, config: dict) -> dict:
+    raw = read_lfp(lfp_path)
+    epoch_s = float(config["sleep"]["epoch_s"])
+    spec_cfg = config["spectrogram"]
+    signals = region_signals(raw, info)
+    if not signals:
+        raise ValueError(f"{lfp_path}: no good channel in any region; see the channel QC in recording.json")
+    regions = sorted(signals)
+    powers, freqs = [], None
+    for r in regions:
+        freqs, p = epoch_spectrogram(signals[r], raw.info["sfreq"], epoch_s,
+                                     time_bandwidth=spec_cfg["time_bandwidth"], fmax=spec_cfg["fmax"])
+        powers.append(p.astype(np.float32))
+    power = np.stack(powers)
+    onsets = raw.first_samp / raw.info["sfreq"] + epoch_s * np.arange(power.shape[1])
+    valid = epoch_validity(raw, onsets, epoch_s)
+    with atomic_path(out_npz, suffix=".npz") as tmp:
+        np.savez(tmp, freqs=freqs, onsets_s=onsets, regions=np.array(regions), power=power, valid=valid)
+    log.info("spectrogram of %s: %d regions x %d epochs x %d freqs", lfp_path, *power.shape)
+    return {"regions": regions, "n_epochs": power.shape[1]}
