@@ -150,7 +150,7 @@ def cmd_add(args) -> int:
 
     cfg = _config(args)
     rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
-                    str(resolve_raw_path(args.raw_path, cfg["data_roots"])), notes=args.notes or "",
+                    str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
                     run_id=new_run_id(), source="cli")
     Registry(Path(cfg["base_dir"]) / "state").add(rec, replace=args.replace)
     print(f"registered {rec.recording_id}; run `snakemake --cores {cfg['executor']['cores']}` "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +99,19 @@ def channel_qc(recording, channels: list[str], regions: dict[str, str | None]) -
     return qc
 
 
+def segment_count(n_samples: int, segment_samples: int) -> int:
+    """Segments of a recording; a tail under a tenth of a segment joins the last one.
+
+    Records end a recording at any sample, so a 24 h recording is rarely a whole number
+    of hours: 24 h 30 s becomes 23 one-hour segments and one of 1 h 30 s, not a
+    30-second job of its own.
+    """
+    full, tail = divmod(n_samples, segment_samples)
+    if full == 0:
+        return 1
+    return full if tail < 0.1 * segment_samples else full + 1
+
+
 def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *,
                       recording_id: str | None = None, animal: str | None = None) -> dict:
     """Describe a raw recording and write recording.json; raise RawDataError if unusable."""
@@ -123,7 +135,7 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *
 
     n_lfp = decimator.n_output(rec.n_samples)
     seg_len = int(round(config["lfp"]["segment_s"] * lfp_rate))
-    n_segments = max(1, math.ceil(n_lfp / seg_len))
+    n_segments = segment_count(n_lfp, seg_len)
     rate = rec.sampling_rate
     ends = rec.channel_ends()
     gaps = [
@@ -150,7 +162,7 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *
         "segment_samples": seg_len,
         "segments": [
             {"index": k, "start_s": k * seg_len / lfp_rate,
-             "duration_s": (min(n_lfp, (k + 1) * seg_len) - k * seg_len) / lfp_rate}
+             "duration_s": ((n_lfp if k == n_segments - 1 else (k + 1) * seg_len) - k * seg_len) / lfp_rate}
             for k in range(n_segments)
         ],
         "channel_map_source": cmap_source,

@@ -9,13 +9,14 @@ from pipeline.config import validate_config
 from pipeline.errors import ConfigError
 from pipeline.io.registry import Registry
 
-try:
-    CFG = validate_config(config, base_dir=Path.cwd(), source="config")
-except ConfigError as e:
-    sys.exit(f"ERROR: {e}")
-
 # The configuration file the jobs read (the one given to snakemake, else ./config.yaml).
 CONFIG_FILE = str(Path(workflow.configfiles[-1] if workflow.configfiles else "config.yaml").resolve())
+
+try:
+    CFG = validate_config(config, base_dir=Path.cwd(), source=Path(CONFIG_FILE).name)
+except ConfigError as e:
+    sys.exit(f"ERROR: {e}\n")
+
 EPHYS = f"{shlex.quote(sys.executable)} -m pipeline --config {shlex.quote(CONFIG_FILE)}"
 RECORDINGS = Registry("state").read()
 

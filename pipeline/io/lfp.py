@@ -70,7 +70,8 @@ def read_lfp(paths: list[str | Path] | str | Path, *, preload: bool = True) -> m
     """Read one LFP segment, or several concatenated in the order given."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    with warnings.catch_warnings():
+    # MNE advises names ending in raw.fif; the layout here is lfp/seg{k}.fif on purpose.
+    with warnings.catch_warnings(), mne.utils.use_log_level("error"):
         warnings.simplefilter("ignore")
         raws = [mne.io.read_raw_fif(p, preload=preload, verbose=False) for p in paths]
     if len(raws) == 1:

@@ -53,7 +53,7 @@ class NeuralynxRecording:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             clash = [str(f.path.name) for f in files if f.name == dupes[0]]
-            raise RawDataError(f"{self.folder}: the files {', '.join(clash)} all record channel {dupes[0]}.")
+            raise RawDataError(f"{self.folder}: the files {', '.join(sorted(clash))} record the same channel {dupes[0]}.")
         rates = {f.sampling_rate for f in files}
         if len(rates) > 1:
             by_rate = {}

@@ -50,11 +50,12 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def resolve_raw_path(value: str, data_roots: list[str]) -> Path:
+def resolve_raw_path(value: str, data_roots: list[str], *, cwd: str | Path | None = None) -> Path:
     """The real path of a raw folder named in a sheet, if it lies inside a data root.
 
-    Relative paths are taken relative to each data root in turn. Symbolic links are
-    followed before the check, so a link pointing out of the roots is refused.
+    Relative paths are taken relative to `cwd` if given (a maintainer typing a path),
+    then to each data root in turn. Symbolic links are followed before the check, so
+    a link pointing out of the roots is refused.
     """
     value = (value or "").strip()
     if not value:
@@ -62,7 +63,10 @@ def resolve_raw_path(value: str, data_roots: list[str]) -> Path:
     if "\x00" in value:
         raise RowError("The raw_path contains an invalid character.")
     roots = [Path(os.path.realpath(r)) for r in data_roots]
-    candidates = [Path(value)] if os.path.isabs(value) else [r / value for r in roots]
+    if os.path.isabs(value):
+        candidates = [Path(value)]
+    else:
+        candidates = ([Path(cwd) / value] if cwd is not None else []) + [r / value for r in roots]
     for cand in candidates:
         real = Path(os.path.realpath(os.path.expanduser(cand)))
         inside = any(real == r or real.is_relative_to(r) for r in roots)

@@ -1,0 +1,186 @@
+"""The poller through the real `ephys poll --once` and the real Snakemake, on the local sheet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_checksums
+
+pytestmark = pytest.mark.slow
+
+
+def by_id(rows: list[dict]) -> dict[str, dict]:
+    return {r["recording_id"]: r for r in rows}
+
+
+def test_sheet_row_to_published_figures_with_bad_rows_beside_it(project, recording_in, tmp_path):
+    raw = recording_in("rec1")
+    before = tree_checksums(raw)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project.raw / "escape").symlink_to(outside)
+    (project.raw / "a-file.txt").write_text("not a folder")
+    project.write_sheet([
+        {"recording_id": "rec1", "animal": "m1", "raw_path": str(raw), "notes": "keep this note"},
+        {"recording_id": "", "animal": "m1", "raw_path": str(raw), "notes": "no id"},
+        {"recording_id": "noraw", "animal": "m1", "raw_path": ""},
+        {"recording_id": "bad/id", "animal": "m1", "raw_path": str(raw)},
+        {"recording_id": "missing", "animal": "m1", "raw_path": "does-not-exist"},
+        {"recording_id": "etc", "animal": "m1", "raw_path": "/etc"},
+        {"recording_id": "dots", "animal": "m1", "raw_path": "rec1/../../.."},
+        {"recording_id": "link", "animal": "m1", "raw_path": "escape"},
+        {"recording_id": "file", "animal": "m1", "raw_path": "a-file.txt"},
+        {"recording_id": "twice", "animal": "m1", "raw_path": "rec1"},
+        {"recording_id": "twice", "animal": "m2", "raw_path": "rec1"},
+    ])
+    proc = project.ephys("poll", "--once", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    rows = project.read_sheet()
+    assert [r["recording_id"] for r in rows] == ["rec1", "", "noraw", "bad/id", "missing", "etc", "dots",
+                                                 "link", "file", "twice", "twice"], "rows must keep their order"
+    good = rows[0]
+    assert good["status"] == "done", good
+    assert good["notes"] == "keep this note"
+    assert good["progress"] == "100%"
+    assert "published" in good["message"] and "rem" in good["message"]
+    folder = project.dir / "published" / "m1" / "rec1"
+    assert good["results_link"] == folder.resolve().as_uri()
+    for name in ("overview.png", "channel_qc.png", "report.pdf", "hypnogram.tsv"):
+        assert (folder / name).stat().st_size > 1000 or name == "hypnogram.tsv"
+    assert (folder / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert good["run_id"]
+
+    expected = {
+        1: "recording id is empty",
+        2: "raw_path is empty",
+        3: "can only use letters, digits",
+        4: "does not exist",
+        5: "outside the folders the pipeline may read",
+        6: "outside the folders the pipeline may read",
+        7: "outside the folders the pipeline may read",
+        8: "is a file",
+        9: "used by more than one row",
+        10: "used by more than one row",
+    }
+    for i, phrase in expected.items():
+        assert rows[i]["status"] == "invalid", rows[i]
+        assert phrase in rows[i]["message"], (i, rows[i]["message"])
+        assert "Traceback" not in rows[i]["message"]
+    assert tree_checksums(raw) == before, "raw data must never change"
+    assert list(outside.iterdir()) == []
+
+    # A second poll does nothing new: no run, and the sheet is byte for byte the same.
+    sheet_before = project.sheet.read_bytes()
+    logs_before = sorted((project.dir / "logs" / "poller").iterdir())
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert "registered: 0" in proc.stdout
+    assert project.sheet.read_bytes() == sheet_before
+    assert sorted((project.dir / "logs" / "poller").iterdir()) == logs_before
+
+    status = project.ephys("status", check=True)
+    assert "rec1" in status.stdout and "done" in status.stdout
+
+    # A lab member fixes a bad row: the next poll picks it up.
+    rows[4]["raw_path"] = "rec1"
+    rows[4]["recording_id"] = "missing-fixed"
+    project.write_sheet(rows)
+    proc = project.ephys("poll", "--once", timeout=900)
+    fixed = by_id(project.read_sheet())["missing-fixed"]
+    assert fixed["status"] == "done", (fixed, proc.stderr)
+
+
+def test_truncated_file_fails_with_its_name_and_leaves_nothing_complete(project, recording_in):
+    raw = recording_in("cut")
+    victim = raw / "CSC3.ncs"
+    size = victim.stat().st_size
+    with open(victim, "r+b") as f:
+        f.truncate(size - 300)  # the last record is cut short, as in a copy made too early
+    before = tree_checksums(raw)
+    project.write_sheet([{"recording_id": "cut", "animal": "m1", "raw_path": "cut"}])
+    proc = project.ephys("poll", "--once", timeout=600)
+    assert proc.returncode == 1
+    row = project.read_sheet()[0]
+    assert row["status"] == "failed"
+    assert "CSC3.ncs" in row["message"] and "truncated" in row["message"], row["message"]
+    assert row["message"].startswith("Checking the raw files failed:")
+    res = project.dir / "results" / "cut"
+    assert not (res / "recording.json").exists()
+    assert not (res / "published.json").exists()
+    assert not (project.dir / "published" / "m1" / "cut").exists()
+    assert tree_checksums(raw) == before
+
+
+def test_rows_added_and_reordered_during_a_run_are_kept(project, recording_in):
+    raw = recording_in("rec1")
+    project.write_sheet([
+        {"recording_id": "first", "animal": "m1", "raw_path": "does-not-exist"},
+        {"recording_id": "rec1", "animal": "m1", "raw_path": str(raw), "notes": "original"},
+    ])
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(project.config_path), "poll", "--once"],
+                            cwd=project.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Wait until the poller has claimed the row, then edit the sheet like a person would:
+    # move rec1 to the bottom, insert a new row at the top, and change a note.
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        rows = by_id(project.read_sheet())
+        if rows.get("rec1", {}).get("status") in ("queued", "running"):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the poller never claimed the row")
+    rows = project.read_sheet()
+    rec1 = next(r for r in rows if r["recording_id"] == "rec1")
+    rec1["notes"] = "edited while running"
+    others = [r for r in rows if r["recording_id"] != "rec1"]
+    added = {"recording_id": "added-later", "animal": "m2", "raw_path": "rec1", "notes": "new"}
+    project.write_sheet([added] + others + [rec1])
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    rows = project.read_sheet()
+    assert [r["recording_id"] for r in rows] == ["added-later", "first", "rec1"]
+    assert rows[2]["status"] == "done" and rows[2]["notes"] == "edited while running"
+    assert rows[0]["status"] == "" and rows[0]["notes"] == "new", "a row added during a run waits for the next poll"
+    assert rows[1]["status"] == "invalid"
+
+
+def test_second_poller_refuses_to_start(project):
+    from pipeline.errors import PipelineError
+    from pipeline.poller import poller_lock
+
+    with poller_lock(project.dir / "state"):
+        proc = project.ephys("poll", "--once")
+        assert proc.returncode == 2
+        assert "another poller is already running" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        with pytest.raises(PipelineError):
+            with poller_lock(project.dir / "state"):
+                pass
+    # Released: a poll on an empty sheet now runs and does nothing.
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_rerun_replaces_published_files_without_duplicates(project, recording_in):
+    raw = recording_in("rec1")
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": str(raw)}])
+    assert project.ephys("poll", "--once", timeout=900).returncode == 0
+    first = project.read_sheet()[0]
+    folder = project.dir / "published" / "m1" / "rec1"
+    names = sorted(p.name for p in folder.iterdir())
+    rows = project.read_sheet()
+    rows[0]["rerun"] = "yes"
+    project.write_sheet(rows)
+    assert project.ephys("poll", "--once", timeout=900).returncode == 0
+    second = project.read_sheet()[0]
+    assert second["status"] == "done" and second["rerun"] == ""
+    assert second["run_id"] != first["run_id"]
+    assert sorted(p.name for p in folder.iterdir()) == names
