@@ -177,6 +177,16 @@ class NcsFile:
         self.block_records = np.stack([starts, stops], axis=1)
         self.block_stream_start = self._stream_offsets[starts]
         self.block_length = self._stream_offsets[stops] - self._stream_offsets[starts]
+        # Records with no valid sample carry no data; a block of them has no place on the grid.
+        nonempty = self.block_length > 0
+        if not nonempty.any():
+            raise RawDataError(
+                f"{self.path}: none of its {self.n_records} records holds a valid sample "
+                "(NumberOfValidSamples is 0 in all of them)."
+            )
+        self.block_records = self.block_records[nonempty]
+        self.block_stream_start = self.block_stream_start[nonempty]
+        self.block_length = self.block_length[nonempty]
 
     # -- the grid -----------------------------------------------------------------
     def block_grid_starts(self, t0_us: int) -> np.ndarray:
