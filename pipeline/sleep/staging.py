@@ -1,11 +1,13 @@
 """Sleep staging: whole-recording features -> hypnogram, probabilities, MNE annotations.
 
 The label-free method needs no training data. It reduces every epoch to three markers
-(cortical delta power, hippocampal theta/delta ratio, muscle power), standardises them
-within the recording (so gains and noise levels of one animal do not matter), fits a
-three-component Gaussian mixture started from physiological rules (wake: high muscle;
-REM: low muscle and high theta/delta; NREM: low muscle and high delta), names the
-components by their means, and smooths the result with a hidden Markov model.
+(cortical delta power, hippocampal theta/delta ratio, muscle power) and standardises
+them within the recording, so one animal's gains and noise levels do not matter. Then
+it splits as a scorer does by eye: wake from sleep on muscle tone (a two-component
+mixture in one dimension), REM from NREM among sleep epochs on theta against delta.
+Gaussians fitted per state to that split give each epoch's likelihoods, which a hidden
+Markov model smooths over time. (A free three-dimensional mixture was tried first: its
+REM component drifted onto quiet wake, which also has theta.)
 """
 
 from __future__ import annotations
@@ -82,17 +84,48 @@ def _otsu(x: np.ndarray) -> float:
     return best_t
 
 
-def _rule_labels(z: np.ndarray) -> np.ndarray:
-    delta, theta, muscle = z.T
-    labels = np.full(len(z), STATES.index("nrem"))
-    wake = muscle > _otsu(muscle)
-    labels[wake] = STATES.index("wake")
-    sleep = ~wake
-    if sleep.sum() >= 4:
-        t = _otsu(theta[sleep] - delta[sleep])
-        rem = sleep & ((theta - delta) > t) & (theta > np.median(theta[sleep]))
-        labels[rem] = STATES.index("rem")
-    return labels
+def fit_two_groups(x: np.ndarray, *, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-component 1-D Gaussian mixture; (means, sds, weights), lower component first.
+
+    It starts from the lowest and highest thirds (the middle third undecided): groups of
+    very different widths, such as tight sleep and broad wake muscle tone, then settle
+    where they are. A start from one hard split (Otsu's) stuck at two equal widths with
+    the boundary inside wake.
+    """
+    lo, hi = np.quantile(x, [1 / 3, 2 / 3])
+    resp = np.column_stack([x <= lo, x >= hi]).astype(float)
+    resp[(x > lo) & (x < hi)] = 0.5
+    for _ in range(n_iter):
+        nk = resp.sum(axis=0) + 1e-9
+        w = nk / nk.sum()
+        mu = (resp * x[:, None]).sum(axis=0) / nk
+        sd = np.sqrt(np.maximum((resp * (x[:, None] - mu) ** 2).sum(axis=0) / nk, 1e-4))
+        ll = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w + 1e-12)
+        ll -= ll.max(axis=1, keepdims=True)
+        new = np.exp(ll)
+        new /= new.sum(axis=1, keepdims=True)
+        converged = np.max(np.abs(new - resp)) < 1e-6
+        resp = new
+        if converged:
+            break
+    order = np.argsort(mu)
+    return mu[order], sd[order], w[order]
+
+
+def _posterior_high(x: np.ndarray, mu, sd, w) -> np.ndarray:
+    """P(upper group | x), made monotonic in x.
+
+    A tight group has tails so thin that a value beyond it (REM's muscle tone, lower
+    still than NREM's) is likelier under the broad group on the far side. Values
+    below the lower mean belong to the lower group, values above the upper mean to the
+    upper group.
+    """
+    ll = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w + 1e-12)
+    ll -= ll.max(axis=1, keepdims=True)
+    p = np.exp(ll)
+    post = p[:, 1] / p.sum(axis=1)
+    post = np.where(x <= mu[0], 0.0, post)
+    return np.where(x >= mu[1], 1.0, post)
 
 
 def _gaussian_loglik(z: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -100,35 +133,26 @@ def _gaussian_loglik(z: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.nda
                    + np.sum(np.log(2 * np.pi * var), axis=1)[None])
 
 
-def fit_mixture(z: np.ndarray, labels: np.ndarray, *, n_iter: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """EM for a diagonal Gaussian mixture started from `labels`; returns (means, vars, weights)."""
-    k = len(STATES)
-    resp = np.eye(k)[labels]
-    floor = 1e-2
-    for _ in range(n_iter):
-        nk = resp.sum(axis=0) + 1e-9
-        weights = nk / nk.sum()
-        means = (resp.T @ z) / nk[:, None]
-        var = (resp.T @ z**2) / nk[:, None] - means**2
-        var = np.maximum(var, floor)
-        ll = _gaussian_loglik(z, means, var) + np.log(weights + 1e-12)[None]
-        ll -= ll.max(axis=1, keepdims=True)
-        new = np.exp(ll)
-        new /= new.sum(axis=1, keepdims=True)
-        if np.max(np.abs(new - resp)) < 1e-5:
-            resp = new
-            break
-        resp = new
-    return means, var, weights
-
-
-def name_components(means: np.ndarray) -> list[int]:
-    """Component index for wake, nrem, rem: wake has most muscle; of the rest REM has the higher theta/delta."""
-    wake = int(np.argmax(means[:, 2]))
-    rest = [i for i in range(len(means)) if i != wake]
-    rem = max(rest, key=lambda i: means[i, 1] - means[i, 0])
-    nrem = next(i for i in rest if i != rem)
-    return [wake, nrem, rem]
+def split_states(z: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Hard labels (indices into STATES) from standardised markers; and whether REM was found."""
+    delta, theta, muscle = z.T
+    mu, sd, w = fit_two_groups(muscle)
+    wake = _posterior_high(muscle, mu, sd, w) > 0.5
+    labels = np.full(len(z), STATES.index("wake"))
+    labels[~wake] = STATES.index("nrem")
+    has_rem = False
+    sleep = ~wake
+    if sleep.sum() >= 10:
+        td = theta - delta
+        mu, sd, w = fit_two_groups(td[sleep])
+        separation = (mu[1] - mu[0]) / np.sqrt((sd[0] ** 2 + sd[1] ** 2) / 2)
+        # Without REM (a short or wake-heavy recording) NREM alone splits into two
+        # overlapping halves; real REM stands well apart on theta against delta.
+        has_rem = bool(separation > 2.5 and w[1] > 0.02)
+        if has_rem:
+            rem = sleep & (_posterior_high(td, mu, sd, w) > 0.5)
+            labels[rem] = STATES.index("rem")
+    return labels, has_rem
 
 
 def score_label_free(feats: dict[str, np.ndarray], valid: np.ndarray, epoch_s: float) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -138,25 +162,28 @@ def score_label_free(feats: dict[str, np.ndarray], valid: np.ndarray, epoch_s: f
     if finite.sum() < 10:
         raise ValueError(f"only {int(finite.sum())} usable epochs: too few to score")
     z = _robust_z(_rolling_mean(np.where(np.isfinite(markers), markers, 0.0), 3), finite)
-    labels = _rule_labels(z[finite])
-    means, var, weights = fit_mixture(z[finite], labels)
-    order = name_components(means)
-    means, var, weights = means[order], var[order], weights[order]
-    # A recording without REM (short, or a wake-heavy dark phase) still gives three
-    # components; the "REM" one is then just a slice of NREM or wake. Accept it as REM
-    # only if it is clearly more theta-dominated than NREM and quieter than wake.
-    theta_excess = (means[2, 1] - means[2, 0]) - (means[1, 1] - means[1, 0])
-    has_rem = theta_excess > 1.0 and means[2, 2] < means[0, 2]
+    labels, has_rem = split_states(z[finite])
+    zf = z[finite]
+    k = len(STATES)
+    means = np.zeros((k, 3))
+    var = np.ones((k, 3))
+    weights = np.full(k, 1e-3)
+    for i in range(k):
+        members = zf[labels == i]
+        if len(members) >= 2:
+            means[i], var[i] = members.mean(axis=0), np.maximum(members.var(axis=0), 1e-2)
+            weights[i] = len(members) / len(zf)
     log_lik = _gaussian_loglik(z, means, var) + np.log(np.maximum(weights, 1e-3))[None]
-    if not has_rem:
-        log_lik[:, 2] = -1e6
+    for i in range(k):
+        if (labels == i).sum() < 2:
+            log_lik[:, i] = -1e6  # a state this recording does not show
     log_lik[~finite] = 0.0  # no evidence: the HMM bridges the gap
     states, probs = smooth(log_lik, epoch_s)
     states = states.astype(np.int64)
     states[~finite] = -1
-    details = {"method": "label-free", "markers": used, "rem_found": bool(has_rem),
-               "component_means": {s: means[i].round(3).tolist() for i, s in enumerate(STATES)},
-               "component_weights": {s: round(float(weights[i]), 3) for i, s in enumerate(STATES)}}
+    details = {"method": "label-free", "markers": used, "rem_found": has_rem,
+               "state_means": {s: means[i].round(3).tolist() for i, s in enumerate(STATES)},
+               "state_weights": {s: round(float(weights[i]), 3) for i, s in enumerate(STATES)}}
     return states, probs, details
 
 

@@ -1,0 +1,101 @@
+"""Sleep staging: the HMM's mathematics, and label-free accuracy against ground truth."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.sleep.hmm import STATES, posteriors, transition_matrix, viterbi
+
+
+def test_transition_matrix_rows_sum_to_one_and_rem_is_not_entered_from_wake():
+    a = transition_matrix(4.0)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0)
+    assert a[STATES.index("wake"), STATES.index("rem")] < 1e-4
+    assert np.all(np.diag(a) > 0.9)
+
+
+def test_viterbi_and_posteriors_against_brute_force():
+    rng = np.random.default_rng(0)
+    n, k = 6, 3
+    log_lik = np.log(rng.dirichlet(np.ones(k), size=n))
+    log_trans = np.log(transition_matrix(30.0))
+    log_start = np.log(np.full(k, 1 / 3))
+    import itertools
+
+    best, best_path = -np.inf, None
+    joint = {}
+    for path in itertools.product(range(k), repeat=n):
+        s = log_start[path[0]] + log_lik[0, path[0]]
+        for t in range(1, n):
+            s += log_trans[path[t - 1], path[t]] + log_lik[t, path[t]]
+        joint[path] = s
+        if s > best:
+            best, best_path = s, path
+    assert tuple(viterbi(log_lik, log_trans, log_start)) == best_path
+    total = np.logaddexp.reduce(list(joint.values()))
+    expected = np.zeros((n, k))
+    for path, s in joint.items():
+        for t in range(n):
+            expected[t, path[t]] += np.exp(s - total)
+    np.testing.assert_allclose(posteriors(log_lik, log_trans, log_start), expected, atol=1e-10)
+
+
+def score_synthetic(tmp_path: Path, seed: int, duration_s: float):
+    """Whole chain in process: synth -> inspect -> convert -> spectrogram -> features -> classify."""
+    from pipeline.config import load_config
+    from pipeline.convert import convert_segment, inspect_recording
+    from pipeline.sleep.features import compute_features
+    from pipeline.sleep.staging import classify
+    from pipeline.spectral import compute_spectrogram
+    from pipeline.synth import write_synthetic_recording
+
+    from conftest import REPO
+
+    cfg = load_config(REPO / "config.yaml")
+    cfg["lfp"]["segment_s"] = 600
+    raw = tmp_path / f"raw{seed}"
+    write_synthetic_recording(raw, duration_s=duration_s, n_channels=10, sampling_rate=2000.0, seed=seed)
+    out = tmp_path / f"out{seed}"
+    info = inspect_recording(raw, out / "recording.json", cfg)
+    tables = []
+    for seg in info["segments"]:
+        k = seg["index"]
+        convert_segment(info, k, out / "lfp" / f"seg{k}.fif")
+        compute_spectrogram(info, out / "lfp" / f"seg{k}.fif", out / "spec" / f"seg{k}.npz", cfg)
+        compute_features(out / "spec" / f"seg{k}.npz", out / "feat" / f"seg{k}.tsv")
+        tables.append(out / "feat" / f"seg{k}.tsv")
+    summary = classify(tables, out / "sleep", epoch_s=4.0)
+    with open(raw / "ground_truth" / "hypnogram.tsv") as f:
+        truth = {round(float(r["onset_s"]), 3): r["state"] for r in csv.DictReader(f, delimiter="\t")}
+    with open(out / "sleep" / "hypnogram.tsv") as f:
+        pred = {round(float(r["onset_s"]), 3): r["state"] for r in csv.DictReader(f, delimiter="\t")}
+    common = sorted(set(truth) & set(pred))
+    t = np.array([truth[o] for o in common])
+    p = np.array([pred[o] for o in common])
+    return t, p, summary
+
+
+def cohen_kappa(t, p):
+    labels = sorted(set(t) | set(p))
+    po = np.mean(t == p)
+    pe = sum(np.mean(t == s) * np.mean(p == s) for s in labels)
+    return (po - pe) / (1 - pe)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_label_free_scoring_agrees_with_ground_truth(tmp_path, seed):
+    t, p, summary = score_synthetic(tmp_path, seed, 1800.0)
+    assert len(t) >= 440
+    accuracy = np.mean(t == p)
+    kappa = cohen_kappa(t, p)
+    recall = {s: np.mean(p[t == s] == s) for s in ("wake", "nrem", "rem")}
+    print(f"seed {seed}: accuracy {accuracy:.3f}, kappa {kappa:.3f}, recall {recall}")
+    assert accuracy >= 0.85, (accuracy, recall)
+    assert kappa >= 0.75
+    assert min(recall.values()) >= 0.7, recall
+    assert summary["rem_found"]
