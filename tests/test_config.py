@@ -1,0 +1,87 @@
+"""config.yaml: the embedded defaults are valid, and every mistake gets one sentence."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from pipeline.config import load_config, validate_config
+from pipeline.errors import ConfigError
+
+DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_embedded_defaults_are_valid_and_paths_resolved():
+    cfg = load_config(REPO / "config.yaml")
+    assert cfg["lfp"]["rate"] == 1000 and cfg["lfp"]["segment_s"] == 3600 and cfg["sleep"]["epoch_s"] == 4
+    assert cfg["sheet"]["path"] == str(REPO / "sheet.csv")
+    assert cfg["data_roots"] == [str(REPO / "raw")]
+    assert cfg["sleep"]["model"] is None
+
+
+def test_every_key_has_a_comment():
+    """Each key of the defaults is documented on the line(s) above it."""
+    lines = (REPO / "config.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        key = stripped.split(":")[0]
+        indent = len(line) - len(line.lstrip())
+        above = [l for l in lines[:i] if l.strip()]
+        if not above:
+            continue
+        prev = above[-1]
+        is_parent_of_block = stripped.endswith(":")
+        documented = prev.strip().startswith("#") or is_parent_of_block or indent >= 6
+        assert documented, f"config.yaml key {key!r} (line {i + 1}) has no comment above it"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["lfp"].update(rat=1000), "unknown key 'rat' in lfp; allowed keys are: rate, segment_s."),
+    (lambda c: c["lfp"].update(rate="fast"), "lfp.rate is 'fast', but it must be a number."),
+    (lambda c: c["lfp"].update(rate=0), "lfp.rate is 0, but it must be greater than 0."),
+    (lambda c: c["sheet"].update(backend="excel"), "sheet.backend is 'excel', but it must be one of: 'local'."),
+    (lambda c: c.pop("sleep"), "the key sleep is missing."),
+    (lambda c: c.update(colour="red"), "unknown key 'colour'"),
+    (lambda c: c["executor"].update(cores=0), "executor.cores is 0, but it must be at least 1."),
+    (lambda c: c["sleep"].update(epoch_s=7), "sleep.epoch_s (7) must divide lfp.segment_s (3600) exactly."),
+    (lambda c: c["spectrogram"].update(fmax=900), "spectrogram.fmax (900) must be at most half of lfp.rate"),
+    (lambda c: c["channel_maps"]["default"]["regions"].update(cortex="CSC9-CSC3"), "not a range like CSC1-CSC20"),
+    (lambda c: c["channel_maps"]["default"]["regions"].update(thalamus="CSC5"), "channel CSC5 is in both cortex and thalamus"),
+    (lambda c: c.update(data_roots=[]), "data_roots must not be empty."),
+])
+def test_a_wrong_value_gets_one_sentence_naming_the_key(mutate, expected):
+    cfg = copy.deepcopy(DEFAULTS)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, base_dir=REPO)
+    message = str(err.value)
+    assert expected in message
+    assert message.count("\n") == 0
+
+
+def test_cli_and_snakemake_stop_on_a_bad_config_without_a_traceback(project):
+    text = project.config_path.read_text().replace("segment_s:", "segment_seconds:")
+    project.config_path.write_text(text)
+    proc = project.ephys("status")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("ERROR: " + str(project.config_path) +
+                                   ": unknown key 'segment_seconds' in lfp; allowed keys are: rate, segment_s.")
+    smk = project.snakemake("-n", "--cores", "1")
+    assert smk.returncode != 0
+    out = smk.stdout + smk.stderr
+    assert "ERROR: config.yaml: unknown key 'segment_seconds' in lfp" in out
+    assert "Traceback" not in out
+
+
+def test_invalid_yaml_is_reported_with_its_line(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("lfp:\n  rate: [1000\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line \d"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no configuration file"):
+        load_config(tmp_path / "nope.yaml")
