@@ -21,7 +21,7 @@ import pipeline.synth as synth
 from pipeline.io.ncs import HEADER_SIZE, NCS_RECORD_DTYPE, RECORD_SIZE, NcsFile, read_ncs_header
 from pipeline.synth import default_layout, write_synthetic_recording
 
-REAL_NCS = Path("/work/shared/data/real-formats/neuralynx-mne-testing-data/LAHCu1.ncs")
+REAL_NCS = Path(__file__).resolve().parents[2] / "shared/data/real-formats/neuralynx-mne-testing-data/LAHCu1.ncs"
 # Header keys, in order, of the real Pegasus file above.
 REAL_KEYS = [
     "FileType", "FileVersion", "FileUUID", "SessionUUID", "ProbeName", "OriginalFileName",

@@ -1,0 +1,60 @@
+"""The Snakemake workflow and the demo, end to end on a small recording."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def planned_rules(output: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):", output, re.M):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(project, recording_in):
+    raw = recording_in("rec1")
+    added = project.ephys("add", "rec1", "m1", str(raw), check=True)
+    assert "registered rec1" in added.stdout
+    dry = project.snakemake("-n", "--cores", "1")
+    assert dry.returncode == 0, dry.stderr
+    assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
+    assert project.snakemake("--cores", "1", "results/rec1/recording.json").returncode == 0
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"convert": 3, "spectrogram": 3, "features": 3, "classify": 1,
+                                         "figures": 1, "publish": 1, "all": 1}
+    run = project.snakemake("--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (project.dir / "published" / "m1" / "rec1" / "overview.png").exists()
+    for log in ("inspect.log", "classify.log", "figures.log", "publish.log", "convert/seg2.log"):
+        assert (project.dir / "logs" / "rec1" / log).exists(), log
+    again = project.snakemake("-n", "--cores", "1")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_adding_a_recording_by_hand_checks_it_like_a_sheet_row(project, tmp_path):
+    proc = project.ephys("add", "rec/1", "m1", str(project.raw))
+    assert proc.returncode == 2 and "can only use letters, digits" in proc.stderr
+    proc = project.ephys("add", "rec1", "m1", str(tmp_path))
+    assert proc.returncode == 2 and "outside the folders the pipeline may read" in proc.stderr
+    assert not (project.dir / "state" / "recordings.tsv").exists()
+
+
+def test_demo_goes_from_a_sheet_row_to_published_figures(project):
+    proc = project.ephys("demo", "--duration", "3m", "--channels", "12", "--rate", "2000", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = project.dir / "published" / "demo-mouse" / "demo-rec1"
+    assert f"figures: {folder / 'overview.png'}" in proc.stdout
+    assert (folder / "report.pdf").read_bytes()[:4] == b"%PDF"
+    with open(project.sheet, newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["recording_id"] == "demo-rec1" and row["status"] == "done"
+    # Running the demo again reuses the recording and the row: nothing new happens.
+    again = project.ephys("demo", "--duration", "3m", "--channels", "12", "--rate", "2000")
+    assert again.returncode == 0
+    assert "writing a" not in again.stderr and "running snakemake" not in again.stderr
