@@ -237,7 +237,7 @@ class Poller:
         interval = float(self.config["poller"]["progress_interval_s"])
         with open(log_path, "w") as out:
             proc = subprocess.Popen(cmd, cwd=self.base, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_stop_with_parent)
             try:
                 while True:
                     try:
@@ -282,6 +282,21 @@ class Poller:
             report.rows_written += self.sheet.apply_updates(updates)
         except Exception as e:  # progress is best effort; the final write reports the outcome
             log.warning("could not write progress to the sheet: %s", e)
+
+
+def _stop_with_parent() -> None:
+    """In the Snakemake child: get SIGTERM if the poller dies, even by SIGKILL (Linux).
+
+    Otherwise a killed poller leaves Snakemake running unwatched, holding the working
+    directory's lock, and the next poller could not resume the run.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def snakemake_command(config: dict, config_path: str, targets: list[str], *, forcerun: list[str] = ()) -> list[str]:

@@ -184,3 +184,41 @@ def test_rerun_replaces_published_files_without_duplicates(project, recording_in
     assert second["status"] == "done" and second["rerun"] == ""
     assert second["run_id"] != first["run_id"]
     assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_a_killed_poller_stops_its_run_and_the_next_poll_finishes_it(project, recording_in):
+    import signal
+
+    raw = recording_in("rec1")
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": str(raw)}])
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(project.config_path), "poll", "--once"],
+                            cwd=project.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lfp = project.dir / "results" / "rec1" / "lfp"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(lfp.glob("seg*.fif")):
+        time.sleep(0.1)
+    assert list(lfp.glob("seg*.fif")), "the run never started converting"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # Snakemake goes with it: nothing keeps working in the project after a moment.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        ps = subprocess.run(["pgrep", "-f", f"snakemake.*{project.dir}"], capture_output=True, text=True)
+        if not ps.stdout.strip():
+            break
+        time.sleep(0.5)
+    assert not ps.stdout.strip(), "Snakemake outlived the poller"
+    row = project.read_sheet()[0]
+    assert row["status"] in ("queued", "running")
+    assert not (project.dir / "results" / "rec1" / "published.json").exists()
+    # The next poll resumes the claimed row and finishes it.
+    again = project.ephys("poll", "--once", timeout=900)
+    assert again.returncode == 0, again.stderr
+    row = project.read_sheet()[0]
+    assert row["status"] == "done", row
+    from pipeline.io.lfp import read_lfp
+
+    info = (project.dir / "results" / "rec1" / "recording.json").read_text()
+    n_segments = info.count('"index"')
+    lfp_all = read_lfp([lfp / f"seg{k}.fif" for k in range(n_segments)])
+    assert lfp_all.n_times > 0 and not list(lfp.glob(".*tmp*"))

@@ -7,6 +7,7 @@ name, so nothing that looks finished is ever incomplete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -26,6 +27,11 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed mid-write (SIGKILL, node failure) leaves its temporary behind;
+    # the next writer of the same target clears it. One target has one writer at a time.
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + (suffix or ""), dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

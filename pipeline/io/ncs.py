@@ -87,17 +87,26 @@ class Gap:
     length: int
 
 
+SCAN_CHUNK_RECORDS = 32768  # ~34 MB per read while scanning record headers
+
+
 class NcsFile:
-    """One .ncs channel, memory-mapped read-only, its samples placed on a time grid.
+    """One .ncs channel, read-only, its samples placed on a time grid.
 
     The grid is the recording clock sampled at the nominal rate, starting at `t0_us`
     (by default this file's first timestamp). Each run of records whose timestamps
     follow on from the previous record's valid samples is a block; a block starts at
     the grid position its first timestamp gives. Samples missing between blocks
     (missing records, partial records, a channel that stops early) are gaps.
+
+    Opening a file scans every record header once, in chunks, and keeps only a compact
+    index (the blocks and the rare partial records). `index()` returns it; passing it
+    back (`NcsFile(path, index=...)`) skips the scan, so a job converting one time
+    segment reads only that segment's records, in bounded memory.
     """
 
-    def __init__(self, path: str | os.PathLike, *, gap_tolerance_us: float | None = None):
+    def __init__(self, path: str | os.PathLike, *, gap_tolerance_us: float | None = None,
+                 index: dict | None = None):
         self.path = Path(path)
         self.header_text, self.header = read_ncs_header(self.path)
         self.name = self.header.get("AcqEntName") or self.path.stem
@@ -117,82 +126,169 @@ class NcsFile:
             )
         if n_records == 0:
             raise RawDataError(f"{self.path} has a header but no data records.")
-        self.records = np.memmap(self.path, dtype=NCS_RECORD_DTYPE, mode="r", offset=HEADER_SIZE)
         self.n_records = n_records
-        self.timestamps = np.asarray(self.records["timestamp"])
-        self.n_valid = np.asarray(self.records["n_valid"]).astype(np.int64)
-        self._check_records()
         period_us = 1e6 / self.sampling_rate
         # Timestamps jitter by a microsecond; anything under half a sample is not a gap.
         self.gap_tolerance_us = period_us / 2 + 1 if gap_tolerance_us is None else gap_tolerance_us
-        self.t0_us = int(self.timestamps[0])
-        self._stream_offsets = np.concatenate([[0], np.cumsum(self.n_valid)])
-        self._build_blocks()
+        self._records = None
+        self._timestamps = None
+        self._n_valid = None
+        if index is None:
+            self._scan()
+        else:
+            self._load_index(index)
+        self.t0_us = int(self._blocks[0, 2])
 
-    # -- validation ---------------------------------------------------------------
-    def _check_records(self) -> None:
-        channels = np.asarray(self.records["channel"])
-        bad = np.flatnonzero(channels != channels[0])
-        if bad.size:
-            raise RawDataError(
-                f"{self.path}: record {bad[0]} has channel number {channels[bad[0]]} but the "
-                f"file's first record has {channels[0]}: records of two channels are mixed."
-            )
-        rates = np.asarray(self.records["sampling_rate"])
-        bad = np.flatnonzero(rates != round(self.sampling_rate))
-        if bad.size:
-            raise RawDataError(
-                f"{self.path}: record {bad[0]} says {rates[bad[0]]} Hz but the header says "
-                f"-SamplingFrequency {self.sampling_rate:g}."
-            )
-        bad = np.flatnonzero(self.n_valid > SAMPLES_PER_RECORD)
-        if bad.size:
-            raise RawDataError(
-                f"{self.path}: record {bad[0]} claims {self.n_valid[bad[0]]} valid samples, "
-                f"more than the {SAMPLES_PER_RECORD} a record holds: the file is corrupt."
-            )
-        back = np.flatnonzero(np.diff(self.timestamps.astype(np.int64)) <= 0)
-        if back.size:
-            i = back[0] + 1
-            raise RawDataError(
-                f"{self.path}: the timestamp of record {i} ({self.timestamps[i]} us) is not "
-                f"after that of record {i - 1} ({self.timestamps[i - 1]} us): time goes backwards."
-            )
-        self.channel_number = int(channels[0])
+    # -- reading record headers ---------------------------------------------------
+    def _read_records(self, r0: int, r1: int) -> np.ndarray:
+        """Records r0..r1 as a structured array (an ordinary read: nothing stays mapped)."""
+        with open(self.path, "rb") as f:
+            f.seek(HEADER_SIZE + r0 * RECORD_SIZE)
+            return np.fromfile(f, dtype=NCS_RECORD_DTYPE, count=r1 - r0)
 
-    def _build_blocks(self) -> None:
-        ts = self.timestamps.astype(np.int64)
-        expected_next = ts[:-1] + self.n_valid[:-1] * (1e6 / self.sampling_rate)
-        jump = ts[1:] - expected_next
-        overlap = np.flatnonzero(jump < -self.gap_tolerance_us - 1e6 / self.sampling_rate)
-        if overlap.size:
-            i = overlap[0] + 1
+    def _chunks(self):
+        for r0 in range(0, self.n_records, SCAN_CHUNK_RECORDS):
+            yield r0, self._read_records(r0, min(self.n_records, r0 + SCAN_CHUNK_RECORDS))
+
+    def _scan(self) -> None:
+        """Check every record header and build the index, one chunk at a time."""
+        period_us = 1e6 / self.sampling_rate
+        rate = round(self.sampling_rate)
+        block_starts: list[tuple[int, int]] = []  # (record, timestamp)
+        partial: list[tuple[int, int]] = []
+        first_channel = None
+        prev_ts = prev_nv = None
+        for r0, rec in self._chunks():
+            ts = rec["timestamp"].astype(np.int64)
+            nv = rec["n_valid"].astype(np.int64)
+            ch = rec["channel"]
+            if first_channel is None:
+                first_channel = int(ch[0])
+            bad = np.flatnonzero(ch != first_channel)
+            if bad.size:
+                raise RawDataError(
+                    f"{self.path}: record {r0 + bad[0]} has channel number {ch[bad[0]]} but the "
+                    f"file's first record has {first_channel}: records of two channels are mixed."
+                )
+            bad = np.flatnonzero(rec["sampling_rate"] != rate)
+            if bad.size:
+                raise RawDataError(
+                    f"{self.path}: record {r0 + bad[0]} says {rec['sampling_rate'][bad[0]]} Hz but the header "
+                    f"says -SamplingFrequency {self.sampling_rate:g}."
+                )
+            bad = np.flatnonzero(nv > SAMPLES_PER_RECORD)
+            if bad.size:
+                raise RawDataError(
+                    f"{self.path}: record {r0 + bad[0]} claims {nv[bad[0]]} valid samples, "
+                    f"more than the {SAMPLES_PER_RECORD} a record holds: the file is corrupt."
+                )
+            # Differences to the previous record, across the chunk boundary too.
+            all_ts = ts if prev_ts is None else np.concatenate([[prev_ts], ts])
+            all_nv = nv if prev_nv is None else np.concatenate([[prev_nv], nv])
+            offset = r0 if prev_ts is None else r0 - 1
+            back = np.flatnonzero(np.diff(all_ts) <= 0)
+            if back.size:
+                i = offset + back[0] + 1
+                raise RawDataError(
+                    f"{self.path}: the timestamp of record {i} ({all_ts[back[0] + 1]} us) is not "
+                    f"after that of record {i - 1} ({all_ts[back[0]]} us): time goes backwards."
+                )
+            jump = all_ts[1:] - (all_ts[:-1] + all_nv[:-1] * period_us)
+            overlap = np.flatnonzero(jump < -self.gap_tolerance_us - period_us)
+            if overlap.size:
+                raise RawDataError(
+                    f"{self.path}: record {offset + overlap[0] + 1} starts {-jump[overlap[0]]:.0f} us before "
+                    "the previous record's samples end: records overlap in time."
+                )
+            if prev_ts is None:
+                block_starts.append((0, int(ts[0])))
+            for b in np.flatnonzero(jump > self.gap_tolerance_us) + 1:
+                block_starts.append((offset + int(b), int(all_ts[b])))
+            for i in np.flatnonzero(nv != SAMPLES_PER_RECORD):
+                partial.append((r0 + int(i), int(nv[i])))
+            prev_ts, prev_nv = int(ts[-1]), int(nv[-1])
+        self.channel_number = first_channel
+        starts = [b[0] for b in block_starts]
+        stops = starts[1:] + [self.n_records]
+        blocks = [[a, b, t] for (a, t), b in zip(block_starts, stops)]
+        self._set_index(blocks, partial)
+
+    def _load_index(self, index: dict) -> None:
+        if index.get("n_records") != self.n_records:
             raise RawDataError(
-                f"{self.path}: record {i} starts {-jump[overlap[0]]:.0f} us before the previous "
-                "record's samples end: records overlap in time."
+                f"{self.path} has {self.n_records} records, not the {index.get('n_records')} it had when "
+                "it was inspected: the file changed. Inspect the recording again (tick rerun)."
             )
-        breaks = np.flatnonzero(jump > self.gap_tolerance_us) + 1
-        starts = np.concatenate([[0], breaks])
-        stops = np.concatenate([breaks, [self.n_records]])
-        self.block_records = np.stack([starts, stops], axis=1)
-        self.block_stream_start = self._stream_offsets[starts]
-        self.block_length = self._stream_offsets[stops] - self._stream_offsets[starts]
+        self.channel_number = int(index["channel_number"])
+        self._set_index(index["blocks"], index.get("partial", []))
+
+    def _set_index(self, blocks: list, partial: list) -> None:
+        partial = sorted((int(r), int(n)) for r, n in partial)
+        self._partial_idx = np.array([p[0] for p in partial], dtype=np.int64)
+        self._missing_cum = np.concatenate(
+            [[0], np.cumsum([SAMPLES_PER_RECORD - p[1] for p in partial])]).astype(np.int64)
+        blocks = np.array(blocks, dtype=np.int64).reshape(-1, 3)
+        length = self._stream_offset(blocks[:, 1]) - self._stream_offset(blocks[:, 0])
         # Records with no valid sample carry no data; a block of them has no place on the grid.
-        nonempty = self.block_length > 0
-        if not nonempty.any():
+        blocks = blocks[length > 0]
+        if len(blocks) == 0:
             raise RawDataError(
                 f"{self.path}: none of its {self.n_records} records holds a valid sample "
                 "(NumberOfValidSamples is 0 in all of them)."
             )
-        self.block_records = self.block_records[nonempty]
-        self.block_stream_start = self.block_stream_start[nonempty]
-        self.block_length = self.block_length[nonempty]
+        self._blocks = blocks
+        self.block_records = blocks[:, :2]
+        self.block_stream_start = self._stream_offset(blocks[:, 0])
+        self.block_length = self._stream_offset(blocks[:, 1]) - self.block_stream_start
+        self._n_stream = int(self._stream_offset(self.n_records))
+
+    def index(self) -> dict:
+        """What a later open needs instead of a scan (small: blocks and partial records)."""
+        partial = [[int(r), SAMPLES_PER_RECORD - int(self._missing_cum[i + 1] - self._missing_cum[i])]
+                   for i, r in enumerate(self._partial_idx)]
+        return {"n_records": self.n_records, "channel_number": self.channel_number,
+                "blocks": self._blocks.tolist(), "partial": partial}
+
+    def _stream_offset(self, r):
+        """Valid samples before record r (r may be an array)."""
+        k = np.searchsorted(self._partial_idx, r, side="left")
+        return SAMPLES_PER_RECORD * np.asarray(r, dtype=np.int64) - self._missing_cum[k]
+
+    def _record_containing(self, s: int) -> int:
+        """The record holding stream sample s (records without samples are skipped)."""
+        lo, hi = 0, self.n_records  # largest r with offset(r) <= s
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if int(self._stream_offset(mid)) <= s:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    # -- whole-file views, for diagnostics and tests ---------------------------------
+    @property
+    def records(self) -> np.memmap:
+        """All records, memory-mapped read-only (touching them all maps the whole file)."""
+        if self._records is None:
+            self._records = np.memmap(self.path, dtype=NCS_RECORD_DTYPE, mode="r", offset=HEADER_SIZE)
+        return self._records
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        if self._timestamps is None:
+            self._timestamps = np.concatenate([c["timestamp"] for _, c in self._chunks()])
+        return self._timestamps
+
+    @property
+    def n_valid(self) -> np.ndarray:
+        if self._n_valid is None:
+            self._n_valid = np.concatenate([c["n_valid"] for _, c in self._chunks()]).astype(np.int64)
+        return self._n_valid
 
     # -- the grid -----------------------------------------------------------------
     def block_grid_starts(self, t0_us: int) -> np.ndarray:
         """Grid position of every block's first sample, for a grid starting at t0_us."""
-        first_ts = self.timestamps[self.block_records[:, 0]].astype(np.int64)
-        return np.round((first_ts - t0_us) * self.sampling_rate / 1e6).astype(np.int64)
+        return np.round((self._blocks[:, 2] - t0_us) * self.sampling_rate / 1e6).astype(np.int64)
 
     def grid_end(self, t0_us: int) -> int:
         """Grid position one past this file's last sample."""
@@ -214,20 +310,22 @@ class NcsFile:
 
     def read_stream(self, start: int, stop: int) -> np.ndarray:
         """Valid samples start..stop of the file, in file order, as int16."""
-        start, stop = max(start, 0), min(stop, int(self._stream_offsets[-1]))
+        start, stop = max(start, 0), min(stop, self._n_stream)
         if stop <= start:
             return np.empty(0, dtype=np.int16)
-        r0 = int(np.searchsorted(self._stream_offsets, start, side="right") - 1)
-        r1 = int(np.searchsorted(self._stream_offsets, stop, side="left"))
-        samples = self.records["samples"][r0:r1]
-        valid = self.n_valid[r0:r1]
-        if np.all(valid == SAMPLES_PER_RECORD):
+        r0 = self._record_containing(start)
+        r1 = self._record_containing(stop - 1) + 1
+        samples = self._read_records(r0, r1)["samples"]
+        k0, k1 = np.searchsorted(self._partial_idx, [r0, r1])
+        if k0 == k1:
             flat = samples.reshape(-1)
         else:
-            mask = np.arange(SAMPLES_PER_RECORD)[None, :] < valid[:, None]
-            flat = samples[mask]
-        offset = start - int(self._stream_offsets[r0])
-        return np.array(flat[offset : offset + (stop - start)], dtype=np.int16)
+            valid = np.full(r1 - r0, SAMPLES_PER_RECORD)
+            for k in range(k0, k1):
+                valid[self._partial_idx[k] - r0] = SAMPLES_PER_RECORD - (self._missing_cum[k + 1] - self._missing_cum[k])
+            flat = samples[np.arange(SAMPLES_PER_RECORD)[None, :] < valid[:, None]]
+        offset = start - int(self._stream_offset(r0))
+        return np.ascontiguousarray(flat[offset : offset + (stop - start)], dtype=np.int16)
 
     def read_grid(self, start: int, stop: int, *, t0_us: int | None = None) -> np.ndarray:
         """Samples at grid positions [start, stop) in volts, float32.

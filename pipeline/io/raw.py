@@ -42,12 +42,18 @@ class NeuralynxRecording:
 
     format = "neuralynx"
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, *, index: dict[str, dict] | None = None):
+        """`index` (file name -> NcsFile.index(), as in recording.json) skips the header scan."""
         self.folder = Path(folder)
         paths = [p for p in self.folder.iterdir() if p.suffix.lower() == ".ncs" and p.is_file()]
         if not paths:
             raise RawDataError(f"{self.folder} holds no Neuralynx .ncs files.")
-        files = [NcsFile(p) for p in paths]
+        if index is not None:
+            missing = sorted(set(index) - {p.name for p in paths})
+            if missing:
+                raise RawDataError(f"{self.folder}: {', '.join(missing)} disappeared since the recording was inspected.")
+            paths = [p for p in paths if p.name in index]
+        files = [NcsFile(p, index=None if index is None else index[p.name]) for p in paths]
         files.sort(key=lambda f: natural_key(f.name))
         names = [f.name for f in files]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -67,7 +73,7 @@ class NeuralynxRecording:
         self.files = files
         self.channel_names = names
         self.sampling_rate = files[0].sampling_rate
-        self.t0_us = min(int(f.timestamps[0]) for f in files)
+        self.t0_us = min(f.t0_us for f in files)
         self._ends = {f.name: f.grid_end(self.t0_us) for f in files}
         self.n_samples = max(self._ends.values())
         created = _parse_time_created(files[0].header.get("TimeCreated"))
@@ -100,7 +106,7 @@ class NeuralynxRecording:
         return dict(self._ends)
 
     def describe_files(self) -> list[dict]:
-        """Per-file facts for recording.json, with a quick checksum of each file.
+        """Per-file facts for recording.json: the reading index and a quick checksum.
 
         The checksum covers the header, the first and last MiB and the size: enough to
         notice a file that was replaced or is still growing, without reading a terabyte.
@@ -117,17 +123,21 @@ class NeuralynxRecording:
             out.append({
                 "channel": f.name, "file": f.path.name, "bytes": size, "records": f.n_records,
                 "channel_number": f.channel_number, "ad_bit_volts": f.ad_bit_volts,
-                "input_inverted": f.volts_per_bit < 0, "first_timestamp_us": int(f.timestamps[0]),
-                "sha256_head_tail": h.hexdigest(),
+                "input_inverted": f.volts_per_bit < 0, "first_timestamp_us": f.t0_us,
+                "sha256_head_tail": h.hexdigest(), "index": f.index(),
             })
         return out
 
 
-def open_recording(folder: str | Path) -> NeuralynxRecording:
-    """Open the raw recording in `folder`, recognising its format from the files present."""
+def open_recording(folder: str | Path, *, index: dict[str, dict] | None = None) -> NeuralynxRecording:
+    """Open the raw recording in `folder`, recognising its format from the files present.
+
+    `index` is the per-file reading index recording.json keeps, so that a segment job
+    does not scan whole files again.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise RawDataError(f"the raw data folder {folder} does not exist or is not a folder.")
     if any(p.suffix.lower() == ".ncs" for p in folder.iterdir()):
-        return NeuralynxRecording(folder)
+        return NeuralynxRecording(folder, index=index)
     raise RawDataError(f"{folder} holds no raw data this pipeline can read (looked for Neuralynx .ncs files).")
