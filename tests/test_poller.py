@@ -222,3 +222,29 @@ def test_a_killed_poller_stops_its_run_and_the_next_poll_finishes_it(project, re
     n_segments = info.count('"index"')
     lfp_all = read_lfp([lfp / f"seg{k}.fif" for k in range(n_segments)])
     assert lfp_all.n_times > 0 and not list(lfp.glob(".*tmp*"))
+
+
+def test_continuous_poller_picks_up_a_new_row_and_stops_cleanly_on_sigterm(project, recording_in):
+    import signal
+
+    raw = recording_in("rec1")
+    project.set_config(poller={"interval_s": 1, "progress_interval_s": 1})
+    project.write_sheet([])
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(project.config_path), "poll"],
+                            cwd=project.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # the poller is idle, polling an empty sheet
+        project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": str(raw)}])
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if project.read_sheet()[0]["status"] in ("done", "failed"):
+                break
+            time.sleep(0.5)
+        assert project.read_sheet()[0]["status"] == "done"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping after this poll" in err
