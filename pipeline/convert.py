@@ -219,8 +219,14 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     sumsq = np.zeros(len(names))
     done = {"n": 0, "last": time.monotonic()}
 
+    # Decimation is linear, so samples are filtered in ADC units and scaled to volts
+    # afterwards, on 1/factor as many values.
+    scale = rec.volts_per_bit(names).astype(np.float32)
+
     def compute(a: int, b: int) -> np.ndarray:
-        block = decimator.decimate_range(lambda s, e: rec.read(s, e, names), rec.n_samples, j0 + a, j0 + b)
+        block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, time_major=True, scaled=False),
+                                         rec.n_samples, j0 + a, j0 + b, time_major=True)
+        block = np.ascontiguousarray((block * scale).T)
         sumsq[:] += np.sum(block.astype(np.float64) ** 2, axis=1)
         done["n"] += b - a
         now = time.monotonic()

@@ -327,17 +327,20 @@ class NcsFile:
         offset = start - int(self._stream_offset(r0))
         return np.ascontiguousarray(flat[offset : offset + (stop - start)], dtype=np.int16)
 
-    def read_grid(self, start: int, stop: int, *, t0_us: int | None = None) -> np.ndarray:
-        """Samples at grid positions [start, stop) in volts, float32.
+    def read_grid(self, start: int, stop: int, *, t0_us: int | None = None,
+                  out: np.ndarray | None = None, scaled: bool = True) -> np.ndarray:
+        """Samples at grid positions [start, stop), float32, in volts (or ADC units if not `scaled`).
 
         Positions outside the file's blocks (gaps, before the start, after the end) are
         filled deterministically: linearly between the valid samples on either side of
         a gap, and by holding the first/last sample beyond the ends. The fill depends
         only on the file, never on the requested range, so that any slicing of the
-        recording gives the same values.
+        recording gives the same values. `out` may be a strided view (a column of a
+        time-major array) to fill in place.
         """
         t0 = self.t0_us if t0_us is None else t0_us
-        out = np.empty(stop - start, dtype=np.float32)
+        if out is None:
+            out = np.empty(stop - start, dtype=np.float32)
         starts = self.block_grid_starts(t0)
         ends = starts + self.block_length
         filled = np.zeros(stop - start, dtype=bool)
@@ -354,7 +357,8 @@ class NcsFile:
             filled[lo - start : hi - start] = True
         if not filled.all():
             self._fill_gaps(out, filled, start, starts, ends)
-        out *= np.float32(self.volts_per_bit)
+        if scaled:
+            out *= np.float32(self.volts_per_bit)
         return out
 
     def _fill_gaps(self, out, filled, start, starts, ends) -> None:

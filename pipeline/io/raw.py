@@ -71,6 +71,7 @@ class NeuralynxRecording:
                 "convert them as separate recordings."
             )
         self.files = files
+        self._by_name = {f.name: f for f in files}
         self.channel_names = names
         self.sampling_rate = files[0].sampling_rate
         self.t0_us = min(f.t0_us for f in files)
@@ -85,14 +86,22 @@ class NeuralynxRecording:
     def duration_s(self) -> float:
         return self.n_samples / self.sampling_rate
 
-    def read(self, start: int, stop: int, channels: list[str] | None = None) -> np.ndarray:
-        """Volts at grid samples [start, stop), shape (n_channels, stop - start), float32."""
+    def read(self, start: int, stop: int, channels: list[str] | None = None, *,
+             time_major: bool = False, scaled: bool = True) -> np.ndarray:
+        """Grid samples [start, stop), float32: (channels, samples), or (samples, channels)
+        if `time_major`; in volts, or in ADC units if not `scaled` (see `volts_per_bit`)."""
         chosen = self.channel_names if channels is None else channels
-        out = np.empty((len(chosen), stop - start), dtype=np.float32)
-        by_name = {f.name: f for f in self.files}
+        n = stop - start
+        out = np.empty((n, len(chosen)) if time_major else (len(chosen), n), dtype=np.float32)
+        by_name = self._by_name
         for i, name in enumerate(chosen):
-            out[i] = by_name[name].read_grid(start, stop, t0_us=self.t0_us)
+            target = out[:, i] if time_major else out[i]
+            by_name[name].read_grid(start, stop, t0_us=self.t0_us, out=target, scaled=scaled)
         return out
+
+    def volts_per_bit(self, channels: list[str] | None = None) -> np.ndarray:
+        chosen = self.channel_names if channels is None else channels
+        return np.array([self._by_name[c].volts_per_bit for c in chosen], dtype=np.float64)
 
     def gaps(self) -> list[RecordingGap]:
         """Stretches where one or more channels have no samples, merged across channels."""
