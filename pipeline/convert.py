@@ -224,7 +224,7 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     scale = rec.volts_per_bit(names).astype(np.float32)
 
     def compute(a: int, b: int) -> np.ndarray:
-        block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, time_major=True, scaled=False),
+        block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, scaled=False),
                                          rec.n_samples, j0 + a, j0 + b, time_major=True)
         block = np.ascontiguousarray((block * scale).T)
         sumsq[:] += np.sum(block.astype(np.float64) ** 2, axis=1)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from scipy import signal
 
-from pipeline.dsp.fir_kernel import decimate_symmetric
+from pipeline.dsp.fir_kernel import decimate_channel_major, decimate_symmetric
 
 PASSBAND_FRACTION = 0.4  # of the output rate
 STOPBAND_FRACTION = 0.5  # of the output rate
@@ -69,26 +69,26 @@ class Decimator:
                        j0: int, j1: int, *, time_major: bool = False) -> np.ndarray:
         """Output samples [j0, j1), float32.
 
-        `read(a, b)` returns input samples a..b (0 <= a < b <= n_input); samples outside
-        [0, n_input) are the held edge values. With `time_major`, read returns and this
-        returns (samples, channels), the layout the kernel works in; otherwise
-        (channels, samples).
+        `read(a, b)` returns input samples a..b (0 <= a < b <= n_input) as (channels,
+        samples); samples outside [0, n_input) are the held edge values. The result is
+        (channels, samples), or (samples, channels) with `time_major`, the layout the
+        later stages work in.
         """
         a, b = self.input_range(j0, j1)
         lo, hi = max(a, 0), min(b, n_input)
-        x = read(lo, hi)
-        x = np.asarray(x, dtype=np.float32)
-        if not time_major:
-            x = x.T
+        x = np.asarray(read(lo, hi), dtype=np.float32)
         if a < lo or b > hi:
             x = np.concatenate(
-                [np.repeat(x[:1], lo - a, axis=0), x, np.repeat(x[-1:], b - hi, axis=0)], axis=0)
-        x = np.ascontiguousarray(x)
+                [np.repeat(x[:, :1], lo - a, axis=1), x, np.repeat(x[:, -1:], b - hi, axis=1)], axis=1)
+        if not self.stages:
+            return np.ascontiguousarray(x.T) if time_major else x
         # Each stage keeps only the outputs the next one needs.
         n_outs = [j1 - j0]
         for stage in reversed(self.stages[1:]):
             n_outs.insert(0, (n_outs[0] - 1) * stage.factor + 2 * stage.half_length + 1)
-        for stage, n_out in zip(self.stages, n_outs):
+        # The first stage reads channel rows and writes time-major; the rest stay time-major.
+        x = decimate_channel_major(x, self.stages[0].taps, self.stages[0].factor, n_outs[0])
+        for stage, n_out in zip(self.stages[1:], n_outs[1:]):
             x = decimate_symmetric(x, stage.taps, stage.factor, n_out)
         return x if time_major else np.ascontiguousarray(x.T)
 

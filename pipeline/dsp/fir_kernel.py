@@ -1,12 +1,13 @@
 """The inner loop of decimation: a symmetric FIR evaluated only at the kept outputs.
 
 Output i of a stage with factor D and odd, symmetric taps h of length L is
-sum_m h[m] * x[i*D + m]. The data is time-major (samples x channels), so the inner
-loop runs over channels, contiguous in memory, which the compiler turns into SIMD;
-folding the symmetric halves halves the multiplications; only every D-th output is
-computed; everything stays float32. Compiled by numba (cached on disk after the first
-run). Each output is the same arithmetic on the same window wherever a segment starts,
-so segments still join bit for bit.
+sum_m h[m] * x[i*D + m]. Folding the symmetric halves halves the multiplications, only
+every D-th output is computed, and everything stays float32. The first stage reads the
+raw channel-major rows (one file per channel) and writes its D-times smaller output
+time-major, in cache-sized blocks; later stages work time-major, where the inner loop
+runs over contiguous channels and the compiler turns it into SIMD. Compiled by numba
+(cached on disk after the first run). Each output is the same arithmetic on the same
+window wherever a segment starts, so segments still join bit for bit.
 """
 
 from __future__ import annotations
@@ -48,4 +49,39 @@ def decimate_symmetric(x: np.ndarray, taps: np.ndarray, factor: int, n_out: int)
     out = np.empty((n_out, x.shape[1]), dtype=np.float32)
     _decimate_time_major(x, np.ascontiguousarray(taps[:half], dtype=np.float32), np.float32(taps[half]),
                          factor, n_out, out)
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _decimate_channel_major(x, h_half, h_mid, factor, n_out, out, block):
+    """First stage: channel-major input, time-major output, in blocks of outputs.
+
+    Reading each channel's row sequentially and writing a block of `block` outputs x
+    all channels (which stays in cache) replaces a full-size transpose of the input.
+    """
+    n_ch = x.shape[0]
+    half = h_half.shape[0]
+    last = 2 * half
+    for i0 in range(0, n_out, block):
+        i1 = min(n_out, i0 + block)
+        for c in range(n_ch):
+            row = x[c]
+            for i in range(i0, i1):
+                base = i * factor
+                acc = h_mid * row[base + half]
+                for m in range(half):
+                    acc += h_half[m] * (row[base + m] + row[base + last - m])
+                out[i, c] = acc
+
+
+def decimate_channel_major(x: np.ndarray, taps: np.ndarray, factor: int, n_out: int) -> np.ndarray:
+    """Like decimate_symmetric, but x is (channels, samples); the result is (n_out, channels)."""
+    taps = np.asarray(taps, dtype=np.float64)
+    half = (len(taps) - 1) // 2
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape[1] < (n_out - 1) * factor + len(taps):
+        raise ValueError("input shorter than the outputs asked for need")
+    out = np.empty((n_out, x.shape[0]), dtype=np.float32)
+    _decimate_channel_major(x, np.ascontiguousarray(taps[:half], dtype=np.float32), np.float32(taps[half]),
+                            factor, n_out, out, 64)
     return out

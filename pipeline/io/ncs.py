@@ -256,6 +256,8 @@ class NcsFile:
 
     def _record_containing(self, s: int) -> int:
         """The record holding stream sample s (records without samples are skipped)."""
+        if len(self._partial_idx) == 0:
+            return min(s // SAMPLES_PER_RECORD, self.n_records - 1)
         lo, hi = 0, self.n_records  # largest r with offset(r) <= s
         while lo < hi:
             mid = (lo + hi + 1) // 2

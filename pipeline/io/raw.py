@@ -87,16 +87,13 @@ class NeuralynxRecording:
         return self.n_samples / self.sampling_rate
 
     def read(self, start: int, stop: int, channels: list[str] | None = None, *,
-             time_major: bool = False, scaled: bool = True) -> np.ndarray:
-        """Grid samples [start, stop), float32: (channels, samples), or (samples, channels)
-        if `time_major`; in volts, or in ADC units if not `scaled` (see `volts_per_bit`)."""
+             scaled: bool = True) -> np.ndarray:
+        """Grid samples [start, stop) as (channels, samples) float32, in volts, or in ADC
+        units if not `scaled` (see `volts_per_bit`)."""
         chosen = self.channel_names if channels is None else channels
-        n = stop - start
-        out = np.empty((n, len(chosen)) if time_major else (len(chosen), n), dtype=np.float32)
-        by_name = self._by_name
+        out = np.empty((len(chosen), stop - start), dtype=np.float32)
         for i, name in enumerate(chosen):
-            target = out[:, i] if time_major else out[i]
-            by_name[name].read_grid(start, stop, t0_us=self.t0_us, out=target, scaled=scaled)
+            self._by_name[name].read_grid(start, stop, t0_us=self.t0_us, out=out[i], scaled=scaled)
         return out
 
     def volts_per_bit(self, channels: list[str] | None = None) -> np.ndarray:
