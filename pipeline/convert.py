@@ -200,7 +200,9 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     LFP RMS), both atomically. Returns the sidecar's content.
     """
     t_start = time.monotonic()
-    rec = open_recording(info["raw_path"], index={f["file"]: f["index"] for f in info["files"]})
+    # recording.json written before the reading index existed: scan the files instead.
+    has_index = all("index" in f for f in info["files"])
+    rec = open_recording(info["raw_path"], index={f["file"]: f["index"] for f in info["files"]} if has_index else None)
     if rec.n_samples != info["n_samples"] or rec.channel_names != [c["name"] for c in info["channels"]]:
         raise RawDataError(
             f"{info['raw_path']} changed since it was inspected (length or channels differ); "

@@ -180,3 +180,32 @@ def test_killed_conversion_leaves_no_complete_looking_file(project, recording_in
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "lfp" / "seg0.fif").exists()
+
+
+def test_a_recording_json_without_reading_index_still_converts(project, recording_in):
+    """recording.json written before the per-file index existed: the job scans the files."""
+    raw = recording_in("rec1")
+    out = project.dir / "out"
+    assert project.ephys("inspect", str(raw), str(out / "recording.json")).returncode == 0
+    info = json.loads((out / "recording.json").read_text())
+    assert all("index" in f for f in info["files"])
+    assert project.ephys("convert-segment", str(out / "recording.json"), "1", str(out / "new.fif")).returncode == 0
+    for f in info["files"]:
+        del f["index"]
+    (out / "old.json").write_text(json.dumps(info))
+    proc = project.ephys("convert-segment", str(out / "old.json"), "1", str(out / "old.fif"))
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(read_lfp(out / "old.fif").get_data(), read_lfp(out / "new.fif").get_data())
+
+
+def test_a_raw_file_changed_since_inspect_is_refused(project, recording_in):
+    raw = recording_in("rec1")
+    out = project.dir / "out"
+    assert project.ephys("inspect", str(raw), str(out / "recording.json")).returncode == 0
+    victim = raw / "CSC5.ncs"
+    with open(victim, "r+b") as f:
+        f.truncate(victim.stat().st_size - RECORD_SIZE)
+    proc = project.ephys("convert-segment", str(out / "recording.json"), "0", str(out / "seg0.fif"))
+    assert proc.returncode == 2
+    assert "CSC5.ncs" in proc.stderr and "the file changed" in proc.stderr
+    assert not (out / "seg0.fif").exists()
