@@ -64,18 +64,17 @@ def channel_qc(recording, channels: list[str], regions: dict[str, str | None]) -
     n_win = int(min(QC_WINDOW_S * rate, recording.n_samples))
     starts = np.linspace(0, recording.n_samples - n_win, QC_WINDOWS).astype(np.int64)
     starts = np.unique(starts)
-    by_name = {f.name: f for f in recording.files}
+    full_scale = 32767 * np.abs(recording.volts_per_bit(channels))  # int16 samples
     stats = {ch: {"rms": [], "flat": [], "sat": [], "line": []} for ch in channels}
     for s in starts:
         stored = recording.read(int(s), int(s) + n_win, channels)
         block = stored - stored.mean(axis=1, keepdims=True)
         line = _line_noise_ratio(block, rate)
         for i, ch in enumerate(channels):
-            full_scale = 32767 * abs(by_name[ch].volts_per_bit)
             x = block[i]
             stats[ch]["rms"].append(float(np.sqrt(np.mean(x * x))))
             stats[ch]["flat"].append(float(np.mean(np.diff(x) == 0)))
-            stats[ch]["sat"].append(float(np.mean(np.abs(stored[i]) >= 0.999 * full_scale)))
+            stats[ch]["sat"].append(float(np.mean(np.abs(stored[i]) >= 0.999 * full_scale[i])))
             stats[ch]["line"].append(float(line[i]))
     qc = {}
     for ch in channels:

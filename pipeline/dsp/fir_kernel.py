@@ -39,17 +39,26 @@ def _decimate_time_major(x, h_half, h_mid, factor, n_out, out):
 
 def decimate_symmetric(x: np.ndarray, taps: np.ndarray, factor: int, n_out: int) -> np.ndarray:
     """Outputs 0..n_out of sum_m taps[m] * x[i*factor + m, :]; x is (samples, channels)."""
+    h_half, h_mid = _folded_taps(taps)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    _check_length(x.shape[0], len(taps), factor, n_out)
+    out = np.empty((n_out, x.shape[1]), dtype=np.float32)
+    _decimate_time_major(x, h_half, h_mid, factor, n_out, out)
+    return out
+
+
+def _folded_taps(taps: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """First half and centre of odd-length symmetric taps, float32."""
     taps = np.asarray(taps, dtype=np.float64)
     if len(taps) % 2 == 0 or not np.allclose(taps, taps[::-1], rtol=0, atol=1e-12):
-        raise ValueError("decimate_symmetric needs odd-length symmetric taps")
+        raise ValueError("the decimation kernels need odd-length symmetric taps")
     half = (len(taps) - 1) // 2
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.shape[0] < (n_out - 1) * factor + len(taps):
+    return np.ascontiguousarray(taps[:half], dtype=np.float32), np.float32(taps[half])
+
+
+def _check_length(n_in: int, n_taps: int, factor: int, n_out: int) -> None:
+    if n_in < (n_out - 1) * factor + n_taps:
         raise ValueError("input shorter than the outputs asked for need")
-    out = np.empty((n_out, x.shape[1]), dtype=np.float32)
-    _decimate_time_major(x, np.ascontiguousarray(taps[:half], dtype=np.float32), np.float32(taps[half]),
-                         factor, n_out, out)
-    return out
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -76,12 +85,9 @@ def _decimate_channel_major(x, h_half, h_mid, factor, n_out, out, block):
 
 def decimate_channel_major(x: np.ndarray, taps: np.ndarray, factor: int, n_out: int) -> np.ndarray:
     """Like decimate_symmetric, but x is (channels, samples); the result is (n_out, channels)."""
-    taps = np.asarray(taps, dtype=np.float64)
-    half = (len(taps) - 1) // 2
+    h_half, h_mid = _folded_taps(taps)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.shape[1] < (n_out - 1) * factor + len(taps):
-        raise ValueError("input shorter than the outputs asked for need")
+    _check_length(x.shape[1], len(taps), factor, n_out)
     out = np.empty((n_out, x.shape[0]), dtype=np.float32)
-    _decimate_channel_major(x, np.ascontiguousarray(taps[:half], dtype=np.float32), np.float32(taps[half]),
-                            factor, n_out, out, 64)
+    _decimate_channel_major(x, h_half, h_mid, factor, n_out, out, 64)
     return out
