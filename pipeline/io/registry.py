@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import io
 import os
 import re
 from dataclasses import asdict, dataclass, fields
@@ -109,10 +110,13 @@ class Registry:
         return {r["recording_id"]: Recording(**{c: r.get(c) or "" for c in COLUMNS}) for r in rows}
 
     def _write(self, recs: dict[str, Recording]) -> None:
-        lines = ["\t".join(COLUMNS)]
+        # The same csv dialect as read(): a note with quotes, tabs or newlines survives.
+        out = io.StringIO()
+        w = csv.writer(out, delimiter="\t", lineterminator="\n")
+        w.writerow(COLUMNS)
         for rec in recs.values():
-            lines.append("\t".join(str(getattr(rec, c)).replace("\t", " ").replace("\n", " ") for c in COLUMNS))
-        write_text_atomic(self.path, "\n".join(lines) + "\n")
+            w.writerow([str(getattr(rec, c)) for c in COLUMNS])
+        write_text_atomic(self.path, out.getvalue())
 
     def add(self, rec: Recording, *, replace: bool = False) -> Recording:
         """Register `rec`. An id registered for other data is refused unless `replace`."""
