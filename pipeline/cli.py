@@ -122,7 +122,7 @@ def cmd_score(args) -> int:
     cfg = _config(args)
     info = load_info(args.recording_json)
     summary = classify(args.features, args.out_dir, epoch_s=float(cfg["sleep"]["epoch_s"]),
-                       meas_date=datetime.fromisoformat(info["start_time"]), model_path=cfg["sleep"]["model"])
+                       meas_date=datetime.fromisoformat(info["start_time"]))
     print(json.dumps(summary["fractions"]))
     return 0
 

@@ -88,8 +88,6 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
     cfg["data_roots"] = [resolve(p) for p in cfg["data_roots"]]
     cfg["spectrogram"] = {"time_bandwidth": 2.0, "fmax": 200, **cfg["spectrogram"]}
     cfg["sleep"] = {"model": None, **cfg["sleep"]}
-    if cfg["sleep"]["model"]:
-        cfg["sleep"]["model"] = resolve(cfg["sleep"]["model"])
     cfg["poller"] = {"interval_s": 60, "progress_interval_s": 30, **cfg["poller"]}
 
     lfp, epoch = cfg["lfp"], cfg["sleep"]["epoch_s"]

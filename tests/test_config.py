@@ -85,3 +85,10 @@ def test_invalid_yaml_is_reported_with_its_line(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="no configuration file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_sleep_model_path_is_refused_until_trained_models_exist():
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["sleep"]["model"] = "models/sleep.json"
+    with pytest.raises(ConfigError, match="sleep.model is 'models/sleep.json', but it must be null"):
+        validate_config(cfg, base_dir=REPO)

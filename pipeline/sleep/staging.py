@@ -67,23 +67,6 @@ def _robust_z(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return (x - med) / np.where(iqr > 0, iqr / 1.349, 1.0)
 
 
-def _otsu(x: np.ndarray) -> float:
-    """Threshold splitting x into two groups of least within-group variance."""
-    xs = np.sort(x)
-    if len(xs) < 4:
-        return float(np.median(xs))
-    cand = np.quantile(xs, np.linspace(0.05, 0.95, 91))
-    best, best_t = np.inf, float(np.median(xs))
-    for t in cand:
-        a, b = xs[xs <= t], xs[xs > t]
-        if len(a) < 2 or len(b) < 2:
-            continue
-        score = len(a) * a.var() + len(b) * b.var()
-        if score < best:
-            best, best_t = score, float(t)
-    return best_t
-
-
 def fit_two_groups(x: np.ndarray, *, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-component 1-D Gaussian mixture; (means, sds, weights), lower component first.
 
@@ -203,17 +186,12 @@ def bouts(names: list[str], onsets: np.ndarray, epoch_s: float) -> list[tuple[fl
 
 
 def classify(feature_tables: list[str | Path], out_dir: str | Path, *, epoch_s: float,
-             meas_date=None, model_path: str | None = None) -> dict:
+             meas_date=None) -> dict:
     """Score a whole recording; write hypnogram.tsv, probabilities.tsv, hypnogram-annot.fif, summary.json."""
     import mne
 
     onsets, valid, feats = read_feature_tables(feature_tables)
-    if model_path:
-        from pipeline.sleep.model import score_with_model
-
-        states, probs, details = score_with_model(model_path, feats, valid, epoch_s)
-    else:
-        states, probs, details = score_label_free(feats, valid, epoch_s)
+    states, probs, details = score_label_free(feats, valid, epoch_s)
     names = state_names(states)
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "hypnogram.tsv") as tmp:
