@@ -135,6 +135,7 @@ def plot_channel_qc(info: dict, *, run_id: str | None = None):
                         ha="center", va="bottom", fontsize=7, color="red", rotation=90)
     ax.set_xticks(x, [c["name"] for c in chans], rotation=90, fontsize=6)
     ax.set_yscale("log")
+    ax.set_ylim(top=max(rms) * 5)  # room for the flag labels above the tallest bar
     ax.set_ylabel("RMS (µV)")
     ax.legend(handles=[Patch(color=REGION_COLORS[i % len(REGION_COLORS)], label=r) for i, r in enumerate(regions)],
               fontsize=7, ncol=len(regions), loc="upper right", frameon=False)
