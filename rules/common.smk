@@ -36,12 +36,16 @@ def registered(rec):
     return RECORDINGS[rec]
 
 
+RAW_SUFFIXES = {".ncs", ".rhd", ".oebin", ".dat", ".continuous", ".npy"}
+
+
 def raw_files(wildcards):
-    """The raw files of a recording, so Snakemake notices when they change."""
+    """The raw data files of a recording (any format, Open Ephys's nested folders
+    included), so Snakemake notices when they change."""
     folder = Path(registered(wildcards.rec).raw_path)
     if not folder.is_dir():
         return []
-    return sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".ncs")
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in RAW_SUFFIXES)
 
 
 def segment_indices(rec):

@@ -135,15 +135,34 @@ class NeuralynxRecording:
         return out
 
 
-def open_recording(folder: str | Path, *, index: dict[str, dict] | None = None) -> NeuralynxRecording:
+def open_recording(folder: str | Path, *, index: dict[str, dict] | None = None):
     """Open the raw recording in `folder`, recognising its format from the files present.
 
-    `index` is the per-file reading index recording.json keeps, so that a segment job
-    does not scan whole files again.
+    Neuralynx .ncs files in the folder; an Intan .rhd file in it; an Open Ephys
+    structure.oebin anywhere below it; Open Ephys legacy .continuous files below it; a
+    .dat file with a recording.yaml sidecar in it (checked in that order; see
+    pipeline.io.neo_formats for the others). `index` is the per-file reading index
+    recording.json keeps for Neuralynx, so that a segment job does not scan whole files
+    again; the other formats need none and ignore it.
     """
+    from pipeline.io import neo_formats
+
     folder = Path(folder)
     if not folder.is_dir():
         raise RawDataError(f"the raw data folder {folder} does not exist or is not a folder.")
-    if any(p.suffix.lower() == ".ncs" for p in folder.iterdir()):
+    entries = [p for p in folder.iterdir() if p.is_file()]
+    suffixes = {p.suffix.lower() for p in entries}
+    if ".ncs" in suffixes:
         return NeuralynxRecording(folder, index=index)
-    raise RawDataError(f"{folder} holds no raw data this pipeline can read (looked for Neuralynx .ncs files).")
+    if ".rhd" in suffixes:
+        return neo_formats.open_intan(folder)
+    if neo_formats.find_oebin(folder):
+        return neo_formats.open_openephys_binary(folder)
+    if neo_formats.find_continuous_folders(folder):
+        return neo_formats.open_openephys_legacy(folder)
+    if ".dat" in suffixes or neo_formats.find_sidecar(folder) is not None:
+        return neo_formats.DatRecording(folder)
+    raise RawDataError(
+        f"{folder} holds no raw data this pipeline can read (looked for Neuralynx .ncs files, an Intan .rhd "
+        "file, an Open Ephys structure.oebin or .continuous files, and a .dat file with a recording.yaml sidecar)."
+    )
