@@ -20,17 +20,26 @@ from pipeline.io.lfp import GAP_ANNOTATION, read_lfp
 log = logging.getLogger(__name__)
 
 
-def region_signals(raw, info: dict) -> dict[str, np.ndarray]:
-    """Mean LFP of the good channels of each region, in volts."""
+def region_signals(raw, info: dict, *, chunk_s: float = 300.0) -> dict[str, np.ndarray]:
+    """Mean LFP of the good channels of each region, in volts.
+
+    Read in chunks of `chunk_s` seconds, so a one-hour, 64-channel segment never sits
+    in memory whole (it would be 1.8 GB as MNE's float64).
+    """
     regions: dict[str, list[int]] = {}
+    region_of = {c["name"]: c["region"] for c in info["channels"]}
     for i, name in enumerate(raw.ch_names):
-        if name in raw.info["bads"]:
+        if name in raw.info["bads"] or not region_of.get(name):
             continue
-        region = next((c["region"] for c in info["channels"] if c["name"] == name), None)
-        if region:
-            regions.setdefault(region, []).append(i)
-    data = raw.get_data()
-    return {r: data[idx].mean(axis=0) for r, idx in regions.items()}
+        regions.setdefault(region_of[name], []).append(i)
+    n = raw.n_times
+    out = {r: np.empty(n, dtype=np.float64) for r in regions}
+    step = max(1, int(chunk_s * raw.info["sfreq"]))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        for r, idx in regions.items():
+            out[r][start:stop] = raw.get_data(picks=idx, start=start, stop=stop).mean(axis=0)
+    return out
 
 
 def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
@@ -46,7 +55,7 @@ def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
 
 
 def compute_spectrogram(info: dict, lfp_path: str | Path, out_npz: str | Path, config: dict) -> dict:
-    raw = read_lfp(lfp_path)
+    raw = read_lfp(lfp_path, preload=False)
     epoch_s = float(config["sleep"]["epoch_s"])
     spec_cfg = config["spectrogram"]
     signals = region_signals(raw, info)
