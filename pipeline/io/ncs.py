@@ -345,8 +345,15 @@ class NcsFile:
             out = np.empty(stop - start, dtype=np.float32)
         starts = self.block_grid_starts(t0)
         ends = starts + self.block_length
-        filled = np.zeros(stop - start, dtype=bool)
         first_block = int(np.searchsorted(ends, start, side="right"))
+        if first_block < len(starts) and starts[first_block] <= start and stop <= ends[first_block]:
+            # The usual case: one block covers the range; no gap to fill.
+            stream0 = int(self.block_stream_start[first_block]) + (start - int(starts[first_block]))
+            out[:] = self.read_stream(stream0, stream0 + (stop - start))
+            if scaled:
+                out *= np.float32(self.volts_per_bit)
+            return out
+        filled = np.zeros(stop - start, dtype=bool)
         for b in range(first_block, len(starts)):
             s, e = int(starts[b]), int(ends[b])
             if s >= stop:
