@@ -345,51 +345,44 @@ class NcsFile:
             out = np.empty(stop - start, dtype=np.float32)
         starts = self.block_grid_starts(t0)
         ends = starts + self.block_length
-        first_block = int(np.searchsorted(ends, start, side="right"))
-        if first_block < len(starts) and starts[first_block] <= start and stop <= ends[first_block]:
-            # The usual case: one block covers the range; no gap to fill.
-            stream0 = int(self.block_stream_start[first_block]) + (start - int(starts[first_block]))
-            out[:] = self.read_stream(stream0, stream0 + (stop - start))
-            if scaled:
-                out *= np.float32(self.volts_per_bit)
-            return out
-        filled = np.zeros(stop - start, dtype=bool)
-        for b in range(first_block, len(starts)):
+        cursor = start  # the first position not written yet
+        for b in range(int(np.searchsorted(ends, start, side="right")), len(starts)):
             s, e = int(starts[b]), int(ends[b])
             if s >= stop:
                 break
             lo, hi = max(s, start), min(e, stop)
             if hi <= lo:
                 continue
+            if lo > cursor:
+                self._fill_gap(out, cursor, lo, start, starts, ends)
             stream0 = int(self.block_stream_start[b]) + (lo - s)
             out[lo - start : hi - start] = self.read_stream(stream0, stream0 + (hi - lo))
-            filled[lo - start : hi - start] = True
-        if not filled.all():
-            self._fill_gaps(out, filled, start, starts, ends)
+            cursor = max(cursor, hi)
+        if cursor < stop:
+            self._fill_gap(out, cursor, stop, start, starts, ends)
         if scaled:
             out *= np.float32(self.volts_per_bit)
         return out
 
-    def _fill_gaps(self, out, filled, start, starts, ends) -> None:
-        """Fill unfilled positions of `out` (raw units) from the samples around each gap."""
-        missing = np.flatnonzero(~filled)
-        positions = missing + start
-        # Every missing position lies between block b-1 and block b (b = first block
-        # starting after it); all positions of one gap share that b.
-        b_after = np.searchsorted(starts, positions, side="right")
-        for b in np.unique(b_after):
-            sel = b_after == b
-            prev_pos = int(ends[b - 1]) - 1 if b > 0 else None
-            next_pos = int(starts[b]) if b < len(starts) else None
-            prev_val = self._sample_at(prev_pos, starts) if prev_pos is not None else None
-            next_val = self._sample_at(next_pos, starts) if next_pos is not None else None
-            if prev_val is None:
-                out[missing[sel]] = next_val
-            elif next_val is None:
-                out[missing[sel]] = prev_val
-            else:
-                frac = (positions[sel] - prev_pos) / (next_pos - prev_pos)
-                out[missing[sel]] = prev_val + frac * (next_val - prev_val)
+    def _fill_gap(self, out, g0: int, g1: int, start: int, starts, ends) -> None:
+        """Fill grid positions [g0, g1) of `out` (raw units), which no block covers.
+
+        They lie between block b-1 and block b (b = the first block starting after g0):
+        linear between the last sample before and the first after; held beyond the ends.
+        """
+        b = int(np.searchsorted(starts, g0, side="right"))
+        prev_pos = int(ends[b - 1]) - 1 if b > 0 else None
+        next_pos = int(starts[b]) if b < len(starts) else None
+        prev_val = self._sample_at(prev_pos, starts) if prev_pos is not None else None
+        next_val = self._sample_at(next_pos, starts) if next_pos is not None else None
+        target = out[g0 - start : g1 - start]
+        if prev_val is None:
+            target[:] = next_val
+        elif next_val is None:
+            target[:] = prev_val
+        else:
+            frac = (np.arange(g0, g1) - prev_pos) / (next_pos - prev_pos)
+            target[:] = prev_val + frac * (next_val - prev_val)
 
     def _sample_at(self, position: int, starts) -> float:
         b = int(np.searchsorted(starts, position, side="right") - 1)
