@@ -24,8 +24,8 @@ SHEET_COLUMNS = ["recording_id", "animal", "raw_path", "notes", "rerun",
 
 
 def real_data(sub: str) -> Path:
-    path = REAL_DATA / sub
-    if not path.is_dir():
+    path = REAL_DATA / sub  # a folder or one file in it
+    if not path.exists():
         pytest.skip(f"real recordings not present at {path} (shared data folder absent)")
     return path
 

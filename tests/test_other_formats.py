@@ -25,19 +25,13 @@ from pipeline.errors import RawDataError
 from pipeline.io import neo_formats
 from pipeline.io.raw import open_recording
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-formats"
+from conftest import real_data as real
+
 OEB_RECORDING = "Record Node 118/experiment1/recording1"
 LEGACY_NODE = "Record Node 101"
 # One record of a legacy .continuous file: timestamp, N, recording number, 1024 samples, marker.
 LEGACY_RECORD = np.dtype([("timestamp", "<i8"), ("n", "<u2"), ("rec", "<u2"), ("samples", ">i2", 1024),
                           ("marker", "u1", 10)])
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real recordings not present at {path} (shared data folder absent)")
-    return path
 
 
 def checksums(folder: Path) -> dict[str, tuple[str, int]]:

@@ -337,8 +337,8 @@ class NcsFile:
         filled deterministically: linearly between the valid samples on either side of
         a gap, and by holding the first/last sample beyond the ends. The fill depends
         only on the file, never on the requested range, so that any slicing of the
-        recording gives the same values. `out` may be a strided view (a column of a
-        time-major array) to fill in place.
+        recording gives the same values. `out` (a float32 array of stop - start samples,
+        e.g. one channel's row of a larger array) is filled in place.
         """
         t0 = self.t0_us if t0_us is None else t0_us
         if out is None:

@@ -75,7 +75,7 @@ import numpy as np
 import yaml
 
 from pipeline.errors import RawDataError
-from pipeline.io.raw import RecordingGap
+from pipeline.io.raw import RecordingGap, head_tail_sha256
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +89,12 @@ SIDECAR_HELP = (
 
 # -- shared helpers ---------------------------------------------------------------------
 def _file_facts(path: Path, folder: Path) -> dict:
-    """Name, size and a quick checksum (header, first and last MiB, size) of one file."""
-    size = path.stat().st_size
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(16384 + (1 << 20)))
-        fh.seek(max(0, size - (1 << 20)))
-        h.update(fh.read())
-    h.update(str(size).encode())
+    """Name, size and the quick checksum (raw.head_tail_sha256) of one file."""
     try:
         name = str(path.relative_to(folder))
     except ValueError:
         name = str(path)
-    return {"file": name, "bytes": size, "sha256_head_tail": h.hexdigest()}
+    return {"file": name, "bytes": path.stat().st_size, "sha256_head_tail": head_tail_sha256(path)}
 
 
 def _mtime_start(path: Path, duration_s: float) -> datetime:

@@ -37,6 +37,22 @@ def _parse_time_created(value: str | None) -> datetime | None:
     return None
 
 
+def head_tail_sha256(path: Path) -> str:
+    """A quick checksum of a raw file: its first 16 KiB + 1 MiB, its last MiB and its size.
+
+    Enough to notice a file that was replaced or is still growing, without reading a
+    terabyte.
+    """
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(16384 + (1 << 20)))
+        fh.seek(max(0, size - (1 << 20)))
+        h.update(fh.read())
+    h.update(str(size).encode())
+    return h.hexdigest()
+
+
 class NeuralynxRecording:
     """A folder of .ncs files, one per channel, sharing one clock."""
 
@@ -114,23 +130,15 @@ class NeuralynxRecording:
     def describe_files(self) -> list[dict]:
         """Per-file facts for recording.json: the reading index and a quick checksum.
 
-        The checksum covers the header, the first and last MiB and the size: enough to
-        notice a file that was replaced or is still growing, without reading a terabyte.
+        See head_tail_sha256 for the checksum.
         """
         out = []
         for f in self.files:
-            size = f.path.stat().st_size
-            h = hashlib.sha256()
-            with open(f.path, "rb") as fh:
-                h.update(fh.read(16384 + (1 << 20)))
-                fh.seek(max(0, size - (1 << 20)))
-                h.update(fh.read())
-            h.update(str(size).encode())
             out.append({
-                "channel": f.name, "file": f.path.name, "bytes": size, "records": f.n_records,
+                "channel": f.name, "file": f.path.name, "bytes": f.path.stat().st_size, "records": f.n_records,
                 "channel_number": f.channel_number, "ad_bit_volts": f.ad_bit_volts,
                 "input_inverted": f.volts_per_bit < 0, "first_timestamp_us": f.t0_us,
-                "sha256_head_tail": h.hexdigest(), "index": f.index(),
+                "sha256_head_tail": head_tail_sha256(f.path), "index": f.index(),
             })
         return out
 
