@@ -99,3 +99,24 @@ def test_label_free_scoring_agrees_with_ground_truth(tmp_path, seed):
     assert kappa >= 0.75
     assert min(recall.values()) >= 0.7, recall
     assert summary["rem_found"]
+
+
+def test_a_recording_without_rem_gets_no_rem():
+    """Only wake and NREM: NREM must not be split in two to invent REM."""
+    from pipeline.sleep.staging import score_label_free
+
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.tile([0, 1], 8), 30)  # bouts of 2 min: wake, NREM, wake, ...
+    n = len(truth)
+    wake = truth == 0
+    feats = {
+        "cortex_log_total": rng.normal(-9, 0.1, n),
+        "cortex_rel_delta": np.where(wake, 0.3, 0.65) + rng.normal(0, 0.06, n),
+        "hippocampus_log_total": rng.normal(-9, 0.1, n),
+        "hippocampus_theta_delta": np.where(wake, 0.3, -0.9) + rng.normal(0, 0.15, n),
+        "emg_log_power": np.where(wake, -8.8 + rng.normal(0, 0.3, n), -9.6 + rng.normal(0, 0.02, n)),
+    }
+    states, probs, details = score_label_free(feats, np.ones(n, bool), 4.0)
+    assert not details["rem_found"]
+    assert not np.any(states == STATES.index("rem"))
+    assert np.mean(states == truth) > 0.9

@@ -145,8 +145,8 @@ def score_label_free(feats: dict[str, np.ndarray], valid: np.ndarray, epoch_s: f
     if finite.sum() < 10:
         raise ValueError(f"only {int(finite.sum())} usable epochs: too few to score")
     z = _robust_z(_rolling_mean(np.where(np.isfinite(markers), markers, 0.0), 3), finite)
-    labels, has_rem = split_states(z[finite])
     zf = z[finite]
+    labels, has_rem = split_states(zf)
     k = len(STATES)
     means = np.zeros((k, 3))
     var = np.ones((k, 3))
