@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.channels import ChannelMap
-from pipeline.dsp.decimate import design_decimator
+from pipeline.dsp.decimate import Decimator, design_decimator
 from pipeline.errors import RawDataError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.lfp import make_info, write_lfp_segment
@@ -158,6 +159,8 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *
         "lfp_rate": lfp_rate,
         "n_lfp_samples": n_lfp,
         "decimation": [{"factor": s.factor, "taps": len(s.taps)} for s in decimator.stages],
+        # The filters themselves, so that every segment job uses exactly these taps.
+        "decimator": decimator.to_json(),
         "segment_samples": seg_len,
         "segments": [
             {"index": k, "start_s": k * seg_len / lfp_rate,
@@ -192,6 +195,52 @@ def analysed_channels(info: dict) -> list[dict]:
     return [c for c in info["channels"] if not c["ignored"]]
 
 
+class _BlockReader:
+    """Reads the raw input of consecutive LFP blocks, the next one in the background.
+
+    MNE asks for the segment's samples in consecutive blocks; while one block is being
+    filtered, a thread reads the next one (several files at once) into the other of
+    two buffers, so that the disk and the processor work at the same time.
+    """
+
+    def __init__(self, rec, decimator, channels: list[str], end: int):
+        self.rec, self.decimator, self.channels, self.end = rec, decimator, channels, end
+        self.files = ThreadPoolExecutor(max_workers=4, thread_name_prefix="read")
+        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
+        self.buffers = [None, None]
+        self.pending = None  # (j0, j1, future, buffer index)
+
+    def _load(self, j0: int, j1: int, which: int):
+        a, b = self.decimator.input_range(j0, j1)
+        block, self.buffers[which] = self.rec.read_block(a, b, self.channels, self.buffers[which], self.files)
+        return block
+
+    def get(self, j0: int, j1: int):
+        """The block for LFP samples [j0, j1)."""
+        which = 0
+        if self.pending is not None:
+            p0, p1, future, which = self.pending
+            self.pending = None
+            try:
+                block = future.result()
+            except Exception:
+                if (p0, p1) == (j0, j1):
+                    raise
+                block = None  # a guess that failed; the block asked for is read below
+            if (p0, p1) != (j0, j1):
+                block = self._load(j0, j1, which)
+        else:
+            block = self._load(j0, j1, which)
+        n0, n1 = j1, min(self.end, j1 + (j1 - j0))
+        if n1 > n0:
+            self.pending = (n0, n1, self.ahead.submit(self._load, n0, n1, 1 - which), 1 - which)
+        return block
+
+    def close(self) -> None:
+        self.ahead.shutdown(wait=True, cancel_futures=True)
+        self.files.shutdown(wait=True)
+
+
 def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_every_s: float = 30.0) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
 
@@ -211,7 +260,10 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     names = [c["name"] for c in chans]
     types = ["emg" if c["region"] == "emg" else "seeg" for c in chans]
     bads = [c["name"] for c in chans if c.get("qc", {}).get("flag", "ok") != "ok"]
-    decimator = design_decimator(float(info["sampling_rate"]), float(info["lfp_rate"]))
+    if "decimator" in info:
+        decimator = Decimator.from_json(info["decimator"])
+    else:  # recording.json from before the taps were kept there
+        decimator = design_decimator(float(info["sampling_rate"]), float(info["lfp_rate"]))
     seg = info["segments"][segment]
     lfp_rate = info["lfp_rate"]
     j0 = int(round(seg["start_s"] * lfp_rate))
@@ -224,11 +276,15 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     # afterwards, on 1/factor as many values.
     scale = rec.volts_per_bit(names).astype(np.float32)
 
+    reader = _BlockReader(rec, decimator, names, j0 + n) if hasattr(rec, "read_block") and decimator.stages else None
+
     def compute(a: int, b: int) -> np.ndarray:
-        block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, scaled=False),
-                                         rec.n_samples, j0 + a, j0 + b, time_major=True)
-        block = np.ascontiguousarray((block * scale).T)
-        sumsq[:] += np.sum(block.astype(np.float64) ** 2, axis=1)
+        if reader is not None:
+            block = decimator.decimate_records(reader.get(j0 + a, j0 + b), j0 + a, j0 + b, scale)
+        else:
+            block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, scaled=False),
+                                             rec.n_samples, j0 + a, j0 + b) * scale[:, None]
+        sumsq[:] += np.einsum("ij,ij->i", block, block, dtype=np.float64)
         done["n"] += b - a
         now = time.monotonic()
         if now - done["last"] >= progress_every_s:
@@ -244,7 +300,11 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
         if hi > lo:
             gaps_s.append((lo, hi - lo))
     info_mne = make_info(names, types, lfp_rate, meas_date, bads)
-    write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s)
+    try:
+        write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s)
+    finally:
+        if reader is not None:
+            reader.close()
     elapsed = time.monotonic() - t_start
     sidecar = {
         "segment": segment,

@@ -616,3 +616,99 @@ def test_raw_files_are_read_only(real_dir, tmp_path):
 
     after = {p: (sha256(p), p.stat().st_mtime_ns) for p in files}
     assert after == before
+
+
+# --------------------------------------------------------------------------------------
+# The converter's fast path: raw records handed over without a copy
+# --------------------------------------------------------------------------------------
+def _awkward_folder(tmp_path) -> Path:
+    """Five channels, each with something a record-by-record reader could get wrong."""
+    folder = tmp_path / "awkward"
+    t0 = 1_000_000
+    step = 256_000  # one 512-sample record at 2 kHz, in microseconds
+    k = np.arange(8 * 512)
+    write_ncs(folder / "CSC1.ncs", 8, channel=1, t0_us=t0, samples=(k % 3001) - 1500)  # clean
+    # a partial record (100 valid samples) in the middle; the next record follows on in time
+    nv = np.full(8, 512)
+    nv[3] = 100
+    ts = t0 + np.concatenate([np.arange(4) * step, 3 * step + 100 * 500 + np.arange(4) * step])
+    write_ncs(folder / "CSC2.ncs", 8, channel=2, n_valid=nv, timestamps=ts, samples=(k * 7 % 2001) - 1000)
+    write_ncs(folder / "CSC3.ncs", 5, channel=3, t0_us=t0, samples=(k[:5 * 512] * 3 % 999))  # ends early
+    write_ncs(folder / "CSC4.ncs", 6, channel=4, t0_us=t0 + 2 * step, samples=-(k[:6 * 512] % 777))  # starts late
+    ts = t0 + np.array([0, 1, 2, 4, 5, 6, 7, 8]) * step  # record 3 never written
+    write_ncs(folder / "CSC10.ncs", 8, channel=10, timestamps=ts, samples=(k * 11 % 4001) - 2000)
+    return folder
+
+
+@pytest.mark.parametrize("a,b", [(0, 512), (-40, 300), (100, 1500), (1000, 1900), (1500, 2600), (2047, 2049),
+                                 (1800, 4200), (3000, 4700), (4000, 4700), (4500, 4700), (-3, 4700)])
+def test_read_block_equals_read(tmp_path, a, b):
+    """Whatever path each channel takes (its records in place, or read_grid where a gap,
+    a partial record or a channel's end is in the range), the samples are those `read`
+    gives, in ADC units, with the recording's first and last samples held beyond its ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = open_recording(_awkward_folder(tmp_path))
+    n = rec.n_samples
+    lo, hi = max(a, 0), min(b, n)
+    want = rec.read(lo, hi, scaled=False)
+    want = np.concatenate([np.repeat(want[:, :1], lo - a, axis=1), want,
+                           np.repeat(want[:, -1:], b - hi, axis=1)], axis=1)
+    with ThreadPoolExecutor(3) as pool:
+        block, buf = rec.read_block(a, b, rec.channel_names, pool=pool)
+        assert np.array_equal(block.to_rows(b - a), want)
+        # The buffer is reused for the next block.
+        block2, buf2 = rec.read_block(a, b, rec.channel_names, buf)
+        assert buf2 is buf
+        assert np.array_equal(block2.to_rows(b - a), want)
+
+
+def test_read_block_takes_records_in_place_where_it_can(tmp_path):
+    rec = open_recording(_awkward_folder(tmp_path))
+    names = rec.channel_names
+    assert names == ["CSC1", "CSC2", "CSC3", "CSC4", "CSC10"]
+    # Samples 100..1500: CSC1 and CSC3 are unbroken; CSC2 is too (its partial record is
+    # later); CSC4 has not started; CSC10's missing record is later.
+    block, _ = rec.read_block(100, 1500, names)
+    assert [bool(r < 0) for r in block.row] == [True, True, True, False, True]
+    # Samples 1500..2600 cross CSC2's partial record (samples 1536..1636), CSC3's end
+    # (2560) and CSC10's missing record (1536..2048); CSC4 has started (1024).
+    block, _ = rec.read_block(1500, 2600, names)
+    assert [bool(r < 0) for r in block.row] == [True, False, False, True, False]
+    # Samples 1700..2500: after CSC2's partial record, so its records are read in place.
+    block, _ = rec.read_block(1700, 2500, names)
+    assert [bool(r < 0) for r in block.row] == [True, True, True, True, False]
+
+
+def test_read_block_on_the_real_gap_files(real_dir, tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for name in ("LAHC1_3_gaps.ncs", "LAHC2_3_gaps.ncs"):
+        shutil.copyfile(real_dir / name, folder / name)
+    rec = open_recording(folder)
+    n = rec.n_samples
+    whole = rec.read(0, n, scaled=False)
+    for a, b in [(0, 5000), (5000, 5200), (5019, 5121), (8000, 9000), (10700, n + 30), (-20, n + 5)]:
+        lo, hi = max(a, 0), min(b, n)
+        want = np.concatenate([np.repeat(whole[:, :1], lo - a, axis=1), whole[:, lo:hi],
+                               np.repeat(whole[:, hi - 1:hi], b - hi, axis=1)], axis=1)
+        block, _ = rec.read_block(a, b, rec.channel_names)
+        assert np.array_equal(block.to_rows(b - a), want), (a, b)
+
+
+@pytest.mark.parametrize("rate_out", [500.0, 250.0, 40.0])
+def test_fast_path_decimates_exactly_like_read(tmp_path, rate_out):
+    """The converter's path (records in place) and the plain one (read, then filter)
+    give the same LFP, bit for bit, in blocks that start anywhere."""
+    from pipeline.dsp.decimate import design_decimator
+
+    rec = open_recording(_awkward_folder(tmp_path))
+    dec = design_decimator(rec.sampling_rate, rate_out)
+    n_out = dec.n_output(rec.n_samples)
+    bounds = sorted({0, n_out, *np.linspace(0, n_out, 5).astype(int)[1:-1], n_out // 3 + 1})
+    for j0, j1 in zip(bounds[:-1], bounds[1:]):
+        a, b = dec.input_range(j0, j1)
+        block, _ = rec.read_block(a, b, rec.channel_names)
+        fast = dec.decimate_records(block, j0, j1)
+        plain = dec.decimate_range(lambda s, e: rec.read(s, e, scaled=False), rec.n_samples, j0, j1)
+        assert np.array_equal(fast, plain), (j0, j1)

@@ -21,9 +21,8 @@ from functools import lru_cache
 from typing import Callable
 
 import numpy as np
-from scipy import signal
 
-from pipeline.dsp.fir_kernel import decimate_channel_major, decimate_symmetric
+from pipeline.dsp.fir_kernel import SLACK, RecordBlock, decimate_block
 
 PASSBAND_FRACTION = 0.4  # of the output rate
 STOPBAND_FRACTION = 0.5  # of the output rate
@@ -65,32 +64,54 @@ class Decimator:
         """Output samples a recording of n_input samples gives (the first at input 0)."""
         return -(-n_input // self.factor)
 
+    def to_json(self) -> dict:
+        """The decimator as recording.json keeps it, so every segment uses the same taps."""
+        return {"rate_in": self.rate_in, "rate_out": self.rate_out,
+                "stages": [{"factor": s.factor, "rate_in": s.rate_in, "taps": [float(t) for t in s.taps]}
+                           for s in self.stages]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Decimator":
+        return cls(float(d["rate_in"]), float(d["rate_out"]), tuple(
+            DecimationStage(int(s["factor"]), float(s["rate_in"]), np.array(s["taps"], dtype=np.float64))
+            for s in d["stages"]))
+
+    def stage_lengths(self, j0: int, j1: int) -> list[int]:
+        """Samples each stage must output so that the last gives outputs [j0, j1)."""
+        n_outs = [j1 - j0]
+        for stage in reversed(self.stages[1:]):
+            n_outs.insert(0, (n_outs[0] - 1) * stage.factor + 2 * stage.half_length + 1)
+        return n_outs
+
     def decimate_range(self, read: Callable[[int, int], np.ndarray], n_input: int,
                        j0: int, j1: int, *, time_major: bool = False) -> np.ndarray:
         """Output samples [j0, j1), float32.
 
         `read(a, b)` returns input samples a..b (0 <= a < b <= n_input) as (channels,
         samples); samples outside [0, n_input) are the held edge values. The result is
-        (channels, samples), or (samples, channels) with `time_major`, the layout the
-        later stages work in.
+        (channels, samples), or (samples, channels) with `time_major`.
         """
         a, b = self.input_range(j0, j1)
         lo, hi = max(a, 0), min(b, n_input)
         x = np.asarray(read(lo, hi), dtype=np.float32)
-        if a < lo or b > hi:
-            x = np.concatenate(
-                [np.repeat(x[:, :1], lo - a, axis=1), x, np.repeat(x[:, -1:], b - hi, axis=1)], axis=1)
+        rows = np.empty((x.shape[0], b - a + SLACK), dtype=np.float32)
+        rows[:, lo - a:hi - a] = x
+        rows[:, :lo - a] = x[:, :1]
+        rows[:, hi - a:b - a] = x[:, -1:]
         if not self.stages:
-            return np.ascontiguousarray(x.T) if time_major else x
-        # Each stage keeps only the outputs the next one needs.
-        n_outs = [j1 - j0]
-        for stage in reversed(self.stages[1:]):
-            n_outs.insert(0, (n_outs[0] - 1) * stage.factor + 2 * stage.half_length + 1)
-        # The first stage reads channel rows and writes time-major; the rest stay time-major.
-        x = decimate_channel_major(x, self.stages[0].taps, self.stages[0].factor, n_outs[0])
-        for stage, n_out in zip(self.stages[1:], n_outs[1:]):
-            x = decimate_symmetric(x, stage.taps, stage.factor, n_out)
-        return x if time_major else np.ascontiguousarray(x.T)
+            y = rows[:, :b - a]
+        else:
+            y = decimate_block(RecordBlock.from_rows(rows), b - a, self.stages, self.stage_lengths(j0, j1))
+        return np.ascontiguousarray(y.T) if time_major else np.ascontiguousarray(y)
+
+    def decimate_records(self, block: RecordBlock, j0: int, j1: int,
+                         scale: np.ndarray | None = None) -> np.ndarray:
+        """Output samples [j0, j1) of the channels in `block`, which holds input samples
+        input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`."""
+        a, b = self.input_range(j0, j1)
+        if not self.stages:
+            raise ValueError("decimate_records needs at least one stage")
+        return decimate_block(block, b - a, self.stages, self.stage_lengths(j0, j1), scale)
 
 
 def _kaiser_length(rate: float, f_pass: float, f_stop: float, atten_db: float) -> int:
@@ -101,6 +122,8 @@ def _kaiser_length(rate: float, f_pass: float, f_stop: float, atten_db: float) -
 def _design_stage(rate_in: float, factor: int, f_pass: float, f_stop: float,
                   ripple_db: float, atten_db: float) -> np.ndarray:
     """Shortest equiripple filter of length k * factor + 1 meeting the stage's spec."""
+    from scipy import signal  # here, not at the top: importing scipy.signal takes a second
+
     nyq = rate_in / 2
     f_stop = min(f_stop, nyq)
     delta_pass = (10 ** (ripple_db / 20) - 1) / (10 ** (ripple_db / 20) + 1)

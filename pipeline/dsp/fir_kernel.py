@@ -1,13 +1,16 @@
-"""The inner loop of decimation: a symmetric FIR evaluated only at the kept outputs.
+"""The inner loops of decimation: polyphase FIR stages run channel by channel.
 
-Output i of a stage with factor D and odd, symmetric taps h of length L is
-sum_m h[m] * x[i*D + m]. Folding the symmetric halves halves the multiplications, only
-every D-th output is computed, and everything stays float32. The first stage reads the
-raw channel-major rows (one file per channel) and writes its D-times smaller output
-time-major, in cache-sized blocks; later stages work time-major, where the inner loop
-runs over contiguous channels and the compiler turns it into SIMD. Compiled by numba
-(cached on disk after the first run). Each output is the same arithmetic on the same
-window wherever a segment starts, so segments still join bit for bit.
+Output i of a stage with factor D and taps h of length L = K*D + 1 is
+sum_m h[m] * x[i*D + m]. Split into D phases (P_r[k] = x[k*D + r]), that sum becomes
+L passes of y[i] += h[m] * P_{m mod D}[i + m div D], each a contiguous multiply-add
+over a block of outputs that the compiler turns into SIMD. Every stage of one channel
+runs before the next channel starts, on blocks small enough to stay in cache, and the
+first stage reads the raw int16 samples straight from the record buffer the reader
+filled, so the raw data is touched once.
+
+Each output is the same sequence of multiply-adds over the same input window wherever
+a segment starts, so segments join bit for bit. Compiled by numba (cached on disk
+after the first run); all float32.
 """
 
 from __future__ import annotations
@@ -15,79 +18,178 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _decimate_time_major(x, h_half, h_mid, factor, n_out, out):
-    n_ch = x.shape[1]
-    half = h_half.shape[0]
-    last = 2 * half
-    acc = np.empty(n_ch, dtype=np.float32)
-    for i in range(n_out):
-        base = i * factor
-        centre = x[base + half]
-        for c in range(n_ch):
-            acc[c] = h_mid * centre[c]
-        for m in range(half):
-            hm = h_half[m]
-            r1 = x[base + m]
-            r2 = x[base + last - m]
-            for c in range(n_ch):
-                acc[c] += hm * (r1[c] + r2[c])
-        for c in range(n_ch):
-            out[i, c] = acc[c]
+SAMPLES_PER_RECORD = 512  # samples in a Neuralynx record
+RECORD_WORDS = 522  # int16 words from one record's samples to the next's (1044-byte records)
+SLACK = 64  # spare samples after every row, so the deinterleave may read past a row's end
+_BLOCK = 1024  # outputs per pass; the phases (D x (_BLOCK + K)) stay in the L1/L2 cache
+# Only contraction of a*b+c into one fused multiply-add: no reassociation, so every
+# output's arithmetic stays the same wherever its block starts.
+_CONTRACT = {"contract"}
 
 
-def decimate_symmetric(x: np.ndarray, taps: np.ndarray, factor: int, n_out: int) -> np.ndarray:
-    """Outputs 0..n_out of sum_m taps[m] * x[i*factor + m, :]; x is (samples, channels)."""
-    h_half, h_mid = _folded_taps(taps)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    _check_length(x.shape[0], len(taps), factor, n_out)
-    out = np.empty((n_out, x.shape[1]), dtype=np.float32)
-    _decimate_time_major(x, h_half, h_mid, factor, n_out, out)
-    return out
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
+def _stage(x, n_x, h, factor, n_out, y, P):
+    """y[i] = sum_m h[m] * x[i*factor + m] for i < n_out. x has n_x samples (+ SLACK)."""
+    L = h.shape[0]
+    K = (L - 1) // factor
+    B = P.shape[1] - K - 1
+    for i0 in range(0, n_out, B):
+        nb = min(B, n_out - i0)
+        nk = nb + K
+        base = i0 * factor
+        # Deinterleave into phases. Reads end before x's slack is exhausted; values
+        # read from the slack land in phase slots that no output uses.
+        if factor == 4:  # written out so that the compiler vectorises it
+            xs = x[base:base + 4 * nk]
+            P0, P1, P2, P3 = P[0], P[1], P[2], P[3]
+            for k in range(nk):
+                P0[k] = xs[4 * k]
+                P1[k] = xs[4 * k + 1]
+                P2[k] = xs[4 * k + 2]
+                P3[k] = xs[4 * k + 3]
+        elif factor == 2:
+            xs = x[base:base + 2 * nk]
+            P0, P1 = P[0], P[1]
+            for k in range(nk):
+                P0[k] = xs[2 * k]
+                P1[k] = xs[2 * k + 1]
+        else:
+            last = n_x - 1
+            for r in range(factor):
+                pr = P[r]
+                for k in range(nk):
+                    pr[k] = x[min(base + k * factor + r, last)]
+        # Four taps per pass over the block: fewer loads and stores of y.
+        yb = y[i0:i0 + nb]
+        h0 = h[0]
+        p0 = P[0]
+        for i in range(nb):
+            yb[i] = h0 * p0[i]
+        m = 1
+        while m + 3 < L:
+            h0, h1, h2, h3 = h[m], h[m + 1], h[m + 2], h[m + 3]
+            p0 = P[m % factor, m // factor:]
+            p1 = P[(m + 1) % factor, (m + 1) // factor:]
+            p2 = P[(m + 2) % factor, (m + 2) // factor:]
+            p3 = P[(m + 3) % factor, (m + 3) // factor:]
+            for i in range(nb):
+                yb[i] += (h0 * p0[i] + h1 * p1[i]) + (h2 * p2[i] + h3 * p3[i])
+            m += 4
+        while m < L:
+            hm = h[m]
+            pr = P[m % factor, m // factor:]
+            for i in range(nb):
+                yb[i] += hm * pr[i]
+            m += 1
 
 
-def _folded_taps(taps: np.ndarray) -> tuple[np.ndarray, np.float32]:
-    """First half and centre of odd-length symmetric taps, float32."""
-    taps = np.asarray(taps, dtype=np.float64)
-    if len(taps) % 2 == 0 or not np.allclose(taps, taps[::-1], rtol=0, atol=1e-12):
-        raise ValueError("the decimation kernels need odd-length symmetric taps")
-    half = (len(taps) - 1) // 2
-    return np.ascontiguousarray(taps[:half], dtype=np.float32), np.float32(taps[half])
+@njit(cache=True, nogil=True, boundscheck=False)
+def _fill_from_records(flat, start, q0, n_have, before, n_x, row):
+    """row[0:n_x] = a channel's samples: `before` copies of the first one, then n_have
+    samples from sample q0 of the record whose samples begin at flat[start], on through
+    the records that follow it (RECORD_WORDS apart), then copies of the last."""
+    first = flat[start + (q0 >> 9) * RECORD_WORDS + (q0 & 511)]
+    for t in range(before):
+        row[t] = first
+    t = before
+    q = q0
+    end = before + n_have
+    while t < end:
+        o = q & 511
+        run = min(SAMPLES_PER_RECORD - o, end - t)
+        src = flat[start + (q >> 9) * RECORD_WORDS + o:]
+        dst = row[t:]
+        for k in range(run):
+            dst[k] = src[k]
+        t += run
+        q += run
+    last = row[end - 1]
+    for t in range(end, n_x):
+        row[t] = last
 
 
-def _check_length(n_in: int, n_taps: int, factor: int, n_out: int) -> None:
-    if n_in < (n_out - 1) * factor + n_taps:
-        raise ValueError("input shorter than the outputs asked for need")
+@njit(cache=True, nogil=True, boundscheck=False)
+def _decimate_channels(flat, rec_start, rec_q0, rec_before, rec_have, rows, row_slot,
+                       n_x, taps, factors, n_outs, bufs, P, scale, out):
+    """Decimate every channel c of a block into out[c].
 
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _decimate_channel_major(x, h_half, h_mid, factor, n_out, out, block):
-    """First stage: channel-major input, time-major output, in blocks of outputs.
-
-    Reading each channel's row sequentially and writing a block of `block` outputs x
-    all channels (which stays in cache) replaces a full-size transpose of the input.
+    Channel c's input (n_x samples) is rows[row_slot[c]] if row_slot[c] >= 0, or else
+    read from the records at flat[rec_start[c]] on (see _fill_from_records) into bufs[0]. Stage s writes
+    bufs[s + 1] (the last stage writes out[c]); the result is multiplied by scale[c].
     """
-    n_ch = x.shape[0]
-    half = h_half.shape[0]
-    last = 2 * half
-    for i0 in range(0, n_out, block):
-        i1 = min(n_out, i0 + block)
-        for c in range(n_ch):
-            row = x[c]
-            for i in range(i0, i1):
-                base = i * factor
-                acc = h_mid * row[base + half]
-                for m in range(half):
-                    acc += h_half[m] * (row[base + m] + row[base + last - m])
-                out[i, c] = acc
+    n_stages = factors.shape[0]
+    for c in range(out.shape[0]):
+        if row_slot[c] >= 0:
+            x = rows[row_slot[c]]
+        else:
+            x = bufs[0]
+            _fill_from_records(flat, rec_start[c], rec_q0[c], rec_have[c], rec_before[c], n_x, x)
+        n_in = n_x
+        for s in range(n_stages):
+            y = out[c] if s == n_stages - 1 else bufs[s + 1]
+            _stage(x, n_in, taps[s], factors[s], n_outs[s], y, P)
+            x = y
+            n_in = n_outs[s]
+        oc = out[c]
+        g = scale[c]
+        for i in range(oc.shape[0]):
+            oc[i] *= g
 
 
-def decimate_channel_major(x: np.ndarray, taps: np.ndarray, factor: int, n_out: int) -> np.ndarray:
-    """Like decimate_symmetric, but x is (channels, samples); the result is (n_out, channels)."""
-    h_half, h_mid = _folded_taps(taps)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    _check_length(x.shape[1], len(taps), factor, n_out)
-    out = np.empty((n_out, x.shape[0]), dtype=np.float32)
-    _decimate_channel_major(x, h_half, h_mid, factor, n_out, out, 64)
+class RecordBlock:
+    """Raw int16 samples as the reader left them: Neuralynx records, headers and all.
+
+    `flat` is the reader's buffer as int16 words. Channel c's samples begin at word
+    `start[c]` (the first sample of its first record; later records follow every
+    RECORD_WORDS words), from sample `q0[c]` of that record on, `have[c]` of them,
+    preceded by `before[c]` copies of the first (the held recording start) and followed
+    by copies of the last. A channel with `row[c] >= 0` comes instead from the float32
+    row `rows[row[c]]`, which carries SLACK spare samples at its end.
+    """
+
+    __slots__ = ("flat", "start", "q0", "before", "have", "rows", "row")
+
+    def __init__(self, flat, start, q0, before, have, rows, row):
+        self.flat, self.start, self.q0, self.before, self.have = flat, start, q0, before, have
+        self.rows, self.row = rows, row
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray) -> "RecordBlock":
+        """A block whose channels are all float32 rows (which must carry SLACK spare columns)."""
+        n = rows.shape[0]
+        none = np.zeros(n, dtype=np.int64)
+        return cls(np.zeros(RECORD_WORDS, dtype=np.int16), none, none, none, none,
+                   rows, np.arange(n, dtype=np.int64))
+
+    def to_rows(self, n_x: int) -> np.ndarray:
+        """Every channel's n_x input samples as (channels, n_x) float32 (for checks)."""
+        out = np.empty((len(self.row), n_x + SLACK), dtype=np.float32)
+        for c in range(len(self.row)):
+            if self.row[c] >= 0:
+                out[c] = self.rows[self.row[c], :n_x + SLACK]
+            else:
+                _fill_from_records(self.flat, self.start[c], self.q0[c], self.have[c], self.before[c], n_x, out[c])
+        return out[:, :n_x]
+
+
+def decimate_block(block: RecordBlock, n_x: int, stages, n_outs: list[int],
+                   scale: np.ndarray | None = None) -> np.ndarray:
+    """Run `stages` (objects with .taps and .factor) over each channel's n_x input samples.
+
+    Returns (channels, n_outs[-1]) float32, multiplied by `scale` per channel if given.
+    """
+    n_ch = len(block.row)
+    taps = tuple(np.ascontiguousarray(s.taps, dtype=np.float32) for s in stages)
+    factors = np.array([s.factor for s in stages], dtype=np.int64)
+    for h, f in zip(taps, factors):
+        if (len(h) - 1) % f:
+            raise ValueError("polyphase stages need taps of length K * factor + 1")
+    width = max(list(n_outs[:-1]) + [n_x]) + SLACK
+    bufs = tuple(np.empty(width, dtype=np.float32) for _ in range(len(stages)))
+    max_k = max((len(h) - 1) // f for h, f in zip(taps, factors))
+    P = np.empty((int(factors.max()), _BLOCK + max_k + 1), dtype=np.float32)
+    out = np.empty((n_ch, n_outs[-1]), dtype=np.float32)
+    g = np.ones(n_ch, dtype=np.float32) if scale is None else np.ascontiguousarray(scale, dtype=np.float32)
+    _decimate_channels(block.flat, block.start, block.q0, block.before, block.have, block.rows, block.row,
+                       n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out)
     return out

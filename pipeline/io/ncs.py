@@ -329,6 +329,26 @@ class NcsFile:
         offset = start - int(self._stream_offset(r0))
         return np.ascontiguousarray(flat[offset : offset + (stop - start)], dtype=np.int16)
 
+    def record_run(self, start: int, stop: int, t0_us: int) -> tuple[int, int, int] | None:
+        """Where grid samples [start, stop) lie, if they are one unbroken run of records.
+
+        Returns (r0, r1, q0): the samples are records r0..r1's samples taken in order
+        from sample q0 of record r0 (q0 < 512). None if the range touches a gap or a
+        partial record (other than the last one read), or lies outside the file: then
+        `read_grid` is the way to read it.
+        """
+        starts = self.block_grid_starts(t0_us)
+        b = int(np.searchsorted(starts, start, side="right")) - 1
+        if b < 0 or stop > starts[b] + self.block_length[b] or stop <= start:
+            return None
+        s0 = int(self.block_stream_start[b]) + (start - int(starts[b]))
+        r0 = self._record_containing(s0)
+        r1 = self._record_containing(s0 + (stop - start) - 1) + 1
+        k0, k1 = np.searchsorted(self._partial_idx, [r0, r1 - 1])
+        if k1 > k0:
+            return None
+        return r0, r1, s0 - int(self._stream_offset(r0))
+
     def read_grid(self, start: int, stop: int, *, t0_us: int | None = None,
                   out: np.ndarray | None = None, scaled: bool = True) -> np.ndarray:
         """Samples at grid positions [start, stop), float32, in volts (or ADC units if not `scaled`).

@@ -2,12 +2,16 @@
 
 Every reader exposes the same interface to the converter: channel names in their
 natural order, one sampling rate, the recording's start, its length on the recording
-clock (gaps included) and `read(start, stop)` of volts on that clock.
+clock (gaps included) and `read(start, stop)` of volts on that clock. Neuralynx
+recordings also offer `read_block`, which hands the converter the raw records
+themselves (see pipeline.dsp.fir_kernel.RecordBlock), so that no sample is copied
+before the first filter stage reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +20,11 @@ import numpy as np
 
 from pipeline.channels import natural_key
 from pipeline.errors import RawDataError
-from pipeline.io.ncs import NcsFile
+from pipeline.dsp.fir_kernel import SLACK, RecordBlock
+from pipeline.io.ncs import HEADER_SIZE, RECORD_SIZE, SAMPLES_PER_RECORD, NcsFile
+
+
+_RECORD_HEADER_BYTES = RECORD_SIZE - 2 * SAMPLES_PER_RECORD  # timestamp, channel, rate, count
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,67 @@ class NeuralynxRecording:
         for i, name in enumerate(chosen):
             self._by_name[name].read_grid(start, stop, t0_us=self.t0_us, out=out[i], scaled=scaled)
         return out
+
+    def read_block(self, a: int, b: int, channels: list[str], buffer: np.ndarray | None = None,
+                   pool=None) -> tuple[RecordBlock, np.ndarray]:
+        """Grid samples [a, b) of `channels`, edges held, as raw records (ADC units).
+
+        Channels whose samples in [a, b) are one unbroken run of records are read
+        straight into `buffer` (uint8, grown and returned for reuse); the rest (a gap,
+        a partial record, a channel that ended) go through `read_grid`. `pool` (an
+        executor) reads several files at once, which keeps the disk busy.
+        """
+        lo, hi = max(a, 0), min(b, self.n_samples)
+        slot_records = (hi - lo) // SAMPLES_PER_RECORD + 2
+        slot_bytes = slot_records * RECORD_SIZE
+        need = len(channels) * slot_bytes
+        if buffer is None or buffer.size < need:
+            buffer = np.empty(need, dtype=np.uint8)
+        n = len(channels)
+        start = np.zeros(n, dtype=np.int64)
+        q0 = np.zeros(n, dtype=np.int64)
+        row = np.full(n, -1, dtype=np.int64)
+        jobs, fallback = [], []
+        for i, name in enumerate(channels):
+            f = self._by_name[name]
+            run = f.record_run(lo, hi, self.t0_us)
+            if run is None:
+                row[i] = len(fallback)
+                fallback.append(f)
+            else:
+                r0, r1, q0[i] = run
+                at = len(jobs) * slot_bytes
+                start[i] = (at + _RECORD_HEADER_BYTES) // 2
+                jobs.append((f.path, HEADER_SIZE + r0 * RECORD_SIZE, (r1 - r0) * RECORD_SIZE, at))
+
+        def read_one(job):
+            path, offset, length, at = job
+            view = memoryview(buffer)[at:at + length]
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                got = 0
+                while got < length:
+                    k = os.preadv(fd, [view[got:]], offset + got)
+                    if k == 0:
+                        raise RawDataError(f"{path} ended while being read: it was truncated after inspection.")
+                    got += k
+            finally:
+                os.close(fd)
+
+        if pool is not None and len(jobs) > 1:
+            list(pool.map(read_one, jobs))
+        else:
+            for job in jobs:
+                read_one(job)
+        flat = np.frombuffer(buffer, dtype=np.int16, count=need // 2)
+        rows = np.empty((len(fallback), b - a + SLACK), dtype=np.float32)
+        for k, f in enumerate(fallback):
+            x = f.read_grid(lo, hi, t0_us=self.t0_us, out=rows[k, lo - a:hi - a], scaled=False)
+            rows[k, :lo - a] = x[0]
+            rows[k, hi - a:b - a] = x[-1]
+        before = np.full(n, lo - a, dtype=np.int64)
+        have = np.full(n, hi - lo, dtype=np.int64)
+        return RecordBlock(flat, start, q0, before, have, rows, row), buffer
 
     def volts_per_bit(self, channels: list[str] | None = None) -> np.ndarray:
         chosen = self.channel_names if channels is None else channels
