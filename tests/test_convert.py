@@ -51,6 +51,30 @@ def test_segments_join_into_the_whole_recording(project, recording_in):
     assert tree_checksums(raw) == before
 
 
+def test_a_rational_rate_ratio_converts_through_the_cli(project):
+    """Cheetah's 32556 Hz (and any rate not a whole multiple of the LFP rate): integer
+    stages, then an up/down stage; the segments join and sit on the recording's clock."""
+    from pipeline.synth import write_synthetic_recording
+
+    raw = project.raw / "odd"
+    write_synthetic_recording(raw, duration_s=130, n_channels=5, sampling_rate=32556.0, seed=2)
+    out = project.dir / "out"
+    proc = project.ephys("convert", str(raw), str(out), "--recording-id", "odd")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((out / "recording.json").read_text())
+    assert info["decimator"]["rational"]["up"] == 8000 and info["decimator"]["rational"]["down"] == 8139
+    segs = [out / "lfp" / f"seg{k}.fif" for k in range(len(info["segments"]))]
+    assert len(segs) == 3  # 130 s in 60 s segments: 60, 60, 10
+    lfp = read_lfp(segs)
+    rec = open_recording(raw)
+    dec = design_decimator(rec.sampling_rate, 1000.0)
+    n = dec.n_output(rec.n_samples)
+    assert lfp.info["sfreq"] == 1000.0 and lfp.n_times == n == info["n_lfp_samples"]
+    names = lfp.ch_names
+    whole = dec.decimate_range(lambda a, b: rec.read(a, b, names), rec.n_samples, 0, n)
+    np.testing.assert_allclose(lfp.get_data(), whole, rtol=0, atol=1e-6 * np.max(np.abs(whole)))
+
+
 def test_gap_is_kept_on_the_time_axis_and_annotated(project, tmp_path):
     from pipeline.synth import write_synthetic_recording
 

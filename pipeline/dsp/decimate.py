@@ -8,7 +8,9 @@ phase with their delay removed. That is what lets segments run as independent jo
 
 The decimation runs in one to three stages of odd-length, symmetric equiripple FIR
 filters (Parks-McClellan), chosen to meet the specification at a low cost per input
-sample, and computed by the kernel in pipeline.dsp.fir_kernel. The specification:
+sample; where the rates are not whole multiples (32556 Hz -> 1000 Hz), integer stages
+are followed by one up/down stage with a Kaiser-windowed sinc. The kernels are in
+pipeline.dsp.fir_kernel. The specification:
 passband flat within 0.1 dB up to 0.4 x the output rate, at least 80 dB of attenuation
 from 0.5 x the output rate.
 """
@@ -29,6 +31,7 @@ STOPBAND_FRACTION = 0.5  # of the output rate
 PASSBAND_RIPPLE_DB = 0.1
 STOPBAND_ATTENUATION_DB = 80.0
 _DESIGN_MARGIN_DB = 3.0  # designed for 83 dB so that float32 rounding keeps 80
+_MAX_UP = 10000  # largest denominator of a rational rate ratio
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,52 @@ class DecimationStage:
 
 
 @dataclass(frozen=True)
+class RationalStage:
+    """A last stage resampling by up/down (both integers, up < down): output J is
+    sum_k taps[k] * xu[J*down + k - half], where xu is the input with up - 1 zeros
+    after every sample. The taps (a Kaiser-windowed sinc, gain `up`) are long when up
+    is large, so recording.json keeps the design, not the taps."""
+
+    up: int
+    down: int
+    rate_in: float
+    f_pass: float
+    f_stop: float
+    atten_db: float
+    taps: np.ndarray = field(repr=False)
+
+    @property
+    def half_length(self) -> int:
+        return (len(self.taps) - 1) // 2
+
+    def input_range(self, j0: int, j1: int) -> tuple[int, int]:
+        h = self.half_length
+        return -((h - j0 * self.down) // self.up), ((j1 - 1) * self.down + h) // self.up + 1
+
+
+def _kaiser_lowpass(rate: float, f_pass: float, f_stop: float, atten_db: float, gain: float) -> np.ndarray:
+    """Odd-length Kaiser-windowed sinc low-pass (the window method; numpy only)."""
+    n = _kaiser_length(rate, f_pass, f_stop, atten_db)
+    n += 1 - n % 2
+    beta = 0.1102 * (atten_db - 8.7)
+    fc = (f_pass + f_stop) / 2 / rate
+    m = np.arange(n) - (n - 1) / 2
+    h = 2 * fc * np.sinc(2 * fc * m) * np.kaiser(n, beta)
+    return h * (gain / h.sum())
+
+
+def design_rational(up: int, down: int, rate_in: float, f_pass: float, f_stop: float,
+                    atten_db: float) -> RationalStage:
+    taps = _kaiser_lowpass(rate_in * up, f_pass, f_stop, atten_db, up)
+    return RationalStage(up, down, rate_in, f_pass, f_stop, atten_db, taps)
+
+
+@dataclass(frozen=True)
 class Decimator:
     rate_in: float
     rate_out: float
     stages: tuple[DecimationStage, ...]
+    rational: RationalStage | None = None
 
     @property
     def factor(self) -> int:
@@ -54,7 +99,7 @@ class Decimator:
 
     def input_range(self, j0: int, j1: int) -> tuple[int, int]:
         """Input samples [a, b) that output samples [j0, j1) depend on."""
-        a, b = j0, j1
+        a, b = self.rational.input_range(j0, j1) if self.rational else (j0, j1)
         for stage in reversed(self.stages):
             h = stage.half_length
             a, b = a * stage.factor - h, (b - 1) * stage.factor + h + 1
@@ -62,23 +107,39 @@ class Decimator:
 
     def n_output(self, n_input: int) -> int:
         """Output samples a recording of n_input samples gives (the first at input 0)."""
-        return -(-n_input // self.factor)
+        n = -(-n_input // self.factor)
+        if self.rational:
+            n = -(-n * self.rational.up // self.rational.down)
+        return n
 
     def to_json(self) -> dict:
         """The decimator as recording.json keeps it, so every segment uses the same taps."""
+        r = self.rational
         return {"rate_in": self.rate_in, "rate_out": self.rate_out,
                 "stages": [{"factor": s.factor, "rate_in": s.rate_in, "taps": [float(t) for t in s.taps]}
-                           for s in self.stages]}
+                           for s in self.stages],
+                "rational": None if r is None else {
+                    "up": r.up, "down": r.down, "rate_in": r.rate_in, "f_pass": r.f_pass, "f_stop": r.f_stop,
+                    "atten_db": r.atten_db, "design": "kaiser"}}
 
     @classmethod
     def from_json(cls, d: dict) -> "Decimator":
+        r = d.get("rational")
         return cls(float(d["rate_in"]), float(d["rate_out"]), tuple(
             DecimationStage(int(s["factor"]), float(s["rate_in"]), np.array(s["taps"], dtype=np.float64))
-            for s in d["stages"]))
+            for s in d["stages"]), None if r is None else design_rational(
+            int(r["up"]), int(r["down"]), float(r["rate_in"]), float(r["f_pass"]), float(r["f_stop"]),
+            float(r["atten_db"])))
 
     def stage_lengths(self, j0: int, j1: int) -> list[int]:
-        """Samples each stage must output so that the last gives outputs [j0, j1)."""
-        n_outs = [j1 - j0]
+        """Samples each integer stage must output so that the decimator gives outputs [j0, j1)."""
+        if self.rational:
+            a, b = self.rational.input_range(j0, j1)
+            n_outs = [b - a]
+        else:
+            n_outs = [j1 - j0]
+        if not self.stages:
+            return []
         for stage in reversed(self.stages[1:]):
             n_outs.insert(0, (n_outs[0] - 1) * stage.factor + 2 * stage.half_length + 1)
         return n_outs
@@ -98,20 +159,25 @@ class Decimator:
         rows[:, lo - a:hi - a] = x
         rows[:, :lo - a] = x[:, :1]
         rows[:, hi - a:b - a] = x[:, -1:]
-        if not self.stages:
+        if not self.stages and not self.rational:
             y = rows[:, :b - a]
         else:
-            y = decimate_block(RecordBlock.from_rows(rows), b - a, self.stages, self.stage_lengths(j0, j1))
+            y = self._run(RecordBlock.from_rows(rows), j0, j1)
         return np.ascontiguousarray(y.T) if time_major else np.ascontiguousarray(y)
 
     def decimate_records(self, block: RecordBlock, j0: int, j1: int,
                          scale: np.ndarray | None = None) -> np.ndarray:
         """Output samples [j0, j1) of the channels in `block`, which holds input samples
         input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`."""
-        a, b = self.input_range(j0, j1)
-        if not self.stages:
+        if not self.stages and not self.rational:
             raise ValueError("decimate_records needs at least one stage")
-        return decimate_block(block, b - a, self.stages, self.stage_lengths(j0, j1), scale)
+        return self._run(block, j0, j1, scale)
+
+    def _run(self, block: RecordBlock, j0: int, j1: int, scale=None) -> np.ndarray:
+        a, b = self.input_range(j0, j1)
+        r = self.rational
+        rational = None if r is None else (r.taps, r.up, r.down, j0, r.input_range(j0, j1)[0], j1 - j0)
+        return decimate_block(block, b - a, self.stages, self.stage_lengths(j0, j1), scale, rational)
 
 
 def _kaiser_length(rate: float, f_pass: float, f_stop: float, atten_db: float) -> int:
@@ -173,33 +239,46 @@ def design_decimator(rate_in: float, rate_out: float, *,
     """The cheapest decimator (one to three stages) from rate_in to rate_out meeting the spec."""
     if rate_out <= 0 or rate_in <= 0:
         raise ValueError(f"sampling rates must be positive (got {rate_in} -> {rate_out})")
-    ratio = Fraction(rate_in / rate_out).limit_denominator(1000)
-    if ratio.denominator != 1 or abs(float(ratio) - rate_in / rate_out) > 1e-9:
+    ratio = Fraction(rate_in / rate_out).limit_denominator(_MAX_UP)
+    if abs(float(ratio) - rate_in / rate_out) > 1e-9 * rate_in / rate_out:
         raise ValueError(
-            f"the raw rate {rate_in:g} Hz is not a whole multiple of the LFP rate "
-            f"{rate_out:g} Hz; choose an LFP rate that divides it (lfp.rate in config.yaml)"
+            f"the raw rate {rate_in:g} Hz and the LFP rate {rate_out:g} Hz are not in a ratio of whole "
+            f"numbers up to {_MAX_UP}; choose another LFP rate (lfp.rate in config.yaml)"
         )
-    factor = int(ratio)
+    if ratio < 1:
+        raise ValueError(
+            f"the LFP rate {rate_out:g} Hz is above the raw rate {rate_in:g} Hz; the converter only "
+            "lowers the rate (lfp.rate in config.yaml)"
+        )
     f_pass = PASSBAND_FRACTION * rate_out
+    rational = None
+    if ratio.denominator == 1:
+        factor = int(ratio)
+    else:
+        # Integer stages down to a rate just above the LFP rate, then one rational
+        # stage up/down. The integer part has prime factors 2, 3 and 5 only, so its
+        # stages stay short.
+        factor = max(d for d in range(1, int(ratio) + 1) if _smooth(d))
+        rest = ratio / factor
+        rational = design_rational(rest.denominator, rest.numerator, rate_in / factor, f_pass,
+                                   STOPBAND_FRACTION * rate_out, atten_db + _DESIGN_MARGIN_DB)
     if factor == 1:
-        return Decimator(rate_in, rate_out, ())
-    # Each output of a stage reads a window of L time-major rows (all channels). Long
-    # windows fall out of the L1 cache: measured on 64 channels, 32 -> 4 x 4 x 2
-    # (21, 29, 79 taps) ran 1.5x faster than 16 x 2 (129, 75 taps) although it does
-    # about as many multiplications. So stages divide by at most 4 where the factor
-    # allows (by its largest prime factor where that is larger).
-    largest_prime = max(p for p in range(2, factor + 1) if factor % p == 0 and all(p % q for q in range(2, p)))
+        return Decimator(rate_in, rate_out, (), rational)
+    # Stages divide by at most 4 where the factor allows (by its largest prime factor
+    # where that is larger): short filters keep each stage's polyphase blocks in the
+    # cache, and the kernel has unrolled deinterleaves for factors 2 and 4.
+    largest_prime = max(_prime_factors(factor))
     limit = max(4, largest_prime)
     best = None
     for plan in [p for p in _stage_plans(factor) if max(p) <= limit]:
         n_stages = len(plan)
-        stage_ripple = ripple_db / n_stages
+        stage_ripple = ripple_db / (n_stages + (rational is not None))
         stage_atten = atten_db + _DESIGN_MARGIN_DB
         stages, rate, cost = [], rate_in, 0.0
         decimated = 1
         for i, d in enumerate(plan):
             out_rate = rate / d
-            last = i == n_stages - 1
+            last = i == n_stages - 1 and rational is None
             # Earlier stages only need to keep aliases out of the final band [0, 0.5 fs_out].
             f_stop = STOPBAND_FRACTION * rate_out if last else out_rate - STOPBAND_FRACTION * rate_out
             est = _kaiser_length(rate, f_pass, f_stop, stage_atten)
@@ -213,4 +292,18 @@ def design_decimator(rate_in: float, rate_out: float, *,
         DecimationStage(d, r, _design_stage(r, d, f_pass, f_stop, stage_ripple, stage_atten))
         for d, r, f_stop in plan_stages
     )
-    return Decimator(rate_in, rate_out, stages)
+    return Decimator(rate_in, rate_out, stages, rational)
+
+
+def _prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
+def _smooth(n: int) -> bool:
+    return all(p <= 5 for p in _prime_factors(n))

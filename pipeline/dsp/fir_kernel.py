@@ -109,15 +109,37 @@ def _fill_from_records(flat, start, q0, n_have, before, n_x, row):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
+def _rational_stage(x, h, up, down, j0, a, n_out, y):
+    """y[j] = sum_k h[k] * xu[(j0 + j)*down + k - half] for j < n_out, where xu holds
+    sample n of the input (x[n - a]) at up*n and zeros between: only every up-th tap
+    meets a sample, so each output is a short dot product with one phase of h."""
+    L = h.shape[0]
+    half = (L - 1) // 2
+    for j in range(n_out):
+        i0 = (j0 + j) * down - half
+        k0 = (-i0) % up
+        n0 = (i0 + k0) // up - a
+        acc = np.float32(0.0)
+        t = 0
+        for k in range(k0, L, up):
+            acc += h[k] * x[n0 + t]
+            t += 1
+        y[j] = acc
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
 def _decimate_channels(flat, rec_start, rec_q0, rec_before, rec_have, rows, row_slot,
-                       n_x, taps, factors, n_outs, bufs, P, scale, out):
+                       n_x, taps, factors, n_outs, bufs, P, scale, out,
+                       rat_h, rat_up, rat_down, rat_j0, rat_a):
     """Decimate every channel c of a block into out[c].
 
     Channel c's input (n_x samples) is rows[row_slot[c]] if row_slot[c] >= 0, or else
     read from the records at flat[rec_start[c]] on (see _fill_from_records) into bufs[0]. Stage s writes
-    bufs[s + 1] (the last stage writes out[c]); the result is multiplied by scale[c].
+    bufs[s + 1] (the last stage writes out[c], unless a rational stage (rat_up > 0)
+    follows and does); the result is multiplied by scale[c].
     """
     n_stages = factors.shape[0]
+    rational = rat_up > 0
     for c in range(out.shape[0]):
         if row_slot[c] >= 0:
             x = rows[row_slot[c]]
@@ -126,10 +148,12 @@ def _decimate_channels(flat, rec_start, rec_q0, rec_before, rec_have, rows, row_
             _fill_from_records(flat, rec_start[c], rec_q0[c], rec_have[c], rec_before[c], n_x, x)
         n_in = n_x
         for s in range(n_stages):
-            y = out[c] if s == n_stages - 1 else bufs[s + 1]
+            y = out[c] if s == n_stages - 1 and not rational else bufs[s + 1]
             _stage(x, n_in, taps[s], factors[s], n_outs[s], y, P)
             x = y
             n_in = n_outs[s]
+        if rational:
+            _rational_stage(x, rat_h, rat_up, rat_down, rat_j0, rat_a, out.shape[1], out[c])
         oc = out[c]
         g = scale[c]
         for i in range(oc.shape[0]):
@@ -173,10 +197,12 @@ class RecordBlock:
 
 
 def decimate_block(block: RecordBlock, n_x: int, stages, n_outs: list[int],
-                   scale: np.ndarray | None = None) -> np.ndarray:
-    """Run `stages` (objects with .taps and .factor) over each channel's n_x input samples.
+                   scale: np.ndarray | None = None, rational=None) -> np.ndarray:
+    """Run `stages` (objects with .taps and .factor) over each channel's n_x input samples,
+    then the rational stage if given as (taps, up, down, j0, a, n_out): outputs j0.. of
+    it, whose input (the integer stages' output) starts at its sample a.
 
-    Returns (channels, n_outs[-1]) float32, multiplied by `scale` per channel if given.
+    Returns (channels, outputs) float32, multiplied by `scale` per channel if given.
     """
     n_ch = len(block.row)
     taps = tuple(np.ascontiguousarray(s.taps, dtype=np.float32) for s in stages)
@@ -184,12 +210,20 @@ def decimate_block(block: RecordBlock, n_x: int, stages, n_outs: list[int],
     for h, f in zip(taps, factors):
         if (len(h) - 1) % f:
             raise ValueError("polyphase stages need taps of length K * factor + 1")
-    width = max(list(n_outs[:-1]) + [n_x]) + SLACK
-    bufs = tuple(np.empty(width, dtype=np.float32) for _ in range(len(stages)))
-    max_k = max((len(h) - 1) // f for h, f in zip(taps, factors))
-    P = np.empty((int(factors.max()), _BLOCK + max_k + 1), dtype=np.float32)
-    out = np.empty((n_ch, n_outs[-1]), dtype=np.float32)
+    width = max(list(n_outs) + [n_x]) + SLACK
+    bufs = tuple(np.empty(width, dtype=np.float32) for _ in range(len(stages) + 1))
+    max_k = max([(len(h) - 1) // f for h, f in zip(taps, factors)] + [0])
+    P = np.empty((int(factors.max()) if len(factors) else 1, _BLOCK + max_k + 1), dtype=np.float32)
+    if rational is None:
+        rat = (np.zeros(1, dtype=np.float32), 0, 1, 0, 0)
+        n_final = n_outs[-1]
+    else:
+        h, up, down, j0, a, n_final = rational
+        rat = (np.ascontiguousarray(h, dtype=np.float32), int(up), int(down), int(j0), int(a))
+    if not taps:  # numba cannot index an empty tuple; the loop over `factors` never reads this
+        taps = (np.zeros(1, dtype=np.float32),)
+    out = np.empty((n_ch, n_final), dtype=np.float32)
     g = np.ones(n_ch, dtype=np.float32) if scale is None else np.ascontiguousarray(scale, dtype=np.float32)
     _decimate_channels(block.flat, block.start, block.q0, block.before, block.have, block.rows, block.row,
-                       n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out)
+                       n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out, *rat)
     return out
