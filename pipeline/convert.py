@@ -158,7 +158,6 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *
         "duration_s": rec.duration_s,
         "lfp_rate": lfp_rate,
         "n_lfp_samples": n_lfp,
-        "decimation": [{"factor": s.factor, "taps": len(s.taps)} for s in decimator.stages],
         # The filters themselves, so that every segment job uses exactly these taps.
         "decimator": decimator.to_json(),
         "segment_samples": seg_len,
@@ -217,19 +216,15 @@ class _BlockReader:
 
     def get(self, j0: int, j1: int):
         """The block for LFP samples [j0, j1)."""
-        which = 0
+        block, which = None, 0
         if self.pending is not None:
             p0, p1, future, which = self.pending
             self.pending = None
-            try:
+            if (p0, p1) == (j0, j1):
                 block = future.result()
-            except Exception:
-                if (p0, p1) == (j0, j1):
-                    raise
-                block = None  # a guess that failed; the block asked for is read below
-            if (p0, p1) != (j0, j1):
-                block = self._load(j0, j1, which)
-        else:
+            else:
+                future.exception()  # a wrong guess: let it finish with its buffer, ignore its error
+        if block is None:
             block = self._load(j0, j1, which)
         n0, n1 = j1, min(self.end, j1 + (j1 - j0))
         if n1 > n0:
@@ -276,7 +271,7 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     # afterwards, on 1/factor as many values.
     scale = rec.volts_per_bit(names).astype(np.float32)
 
-    reader = _BlockReader(rec, decimator, names, j0 + n) if hasattr(rec, "read_block") and decimator.stages else None
+    reader = _BlockReader(rec, decimator, names, j0 + n) if hasattr(rec, "read_block") and not decimator.is_identity else None
 
     def compute(a: int, b: int) -> np.ndarray:
         if reader is not None:

@@ -252,12 +252,17 @@ def test_gap_file_gaps_and_grid(name):
         np.testing.assert_allclose(vg[pos], expected, rtol=1e-6, atol=1e-12)
 
 
-def test_gap_files_through_open_recording(real_dir, tmp_path):
+def _gap_folder(real_dir, tmp_path) -> Path:
+    """A recording folder holding copies of the two real files with gaps."""
     folder = tmp_path / "rec"
     folder.mkdir()
     for name in ("LAHC1_3_gaps.ncs", "LAHC2_3_gaps.ncs"):
         shutil.copyfile(real_dir / name, folder / name)
-    rec = open_recording(folder)
+    return folder
+
+
+def test_gap_files_through_open_recording(real_dir, tmp_path):
+    rec = open_recording(_gap_folder(real_dir, tmp_path))
     assert rec.channel_names == ["LAHC1", "LAHC2"]
     assert rec.sampling_rate == 2000.0
     assert rec.n_samples == int(load_mat(real_dir / "LAHC1.mat")["n_valid"].sum())
@@ -681,11 +686,7 @@ def test_read_block_takes_records_in_place_where_it_can(tmp_path):
 
 
 def test_read_block_on_the_real_gap_files(real_dir, tmp_path):
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    for name in ("LAHC1_3_gaps.ncs", "LAHC2_3_gaps.ncs"):
-        shutil.copyfile(real_dir / name, folder / name)
-    rec = open_recording(folder)
+    rec = open_recording(_gap_folder(real_dir, tmp_path))
     n = rec.n_samples
     whole = rec.read(0, n, scaled=False)
     for a, b in [(0, 5000), (5000, 5200), (5019, 5121), (8000, 9000), (10700, n + 30), (-20, n + 5)]:

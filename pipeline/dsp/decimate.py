@@ -94,6 +94,10 @@ class Decimator:
     rational: RationalStage | None = None
 
     @property
+    def is_identity(self) -> bool:
+        return not self.stages and self.rational is None
+
+    @property
     def factor(self) -> int:
         return int(np.prod([s.factor for s in self.stages]))
 
@@ -133,24 +137,24 @@ class Decimator:
 
     def stage_lengths(self, j0: int, j1: int) -> list[int]:
         """Samples each integer stage must output so that the decimator gives outputs [j0, j1)."""
+        if not self.stages:
+            return []
         if self.rational:
             a, b = self.rational.input_range(j0, j1)
             n_outs = [b - a]
         else:
             n_outs = [j1 - j0]
-        if not self.stages:
-            return []
         for stage in reversed(self.stages[1:]):
             n_outs.insert(0, (n_outs[0] - 1) * stage.factor + 2 * stage.half_length + 1)
         return n_outs
 
     def decimate_range(self, read: Callable[[int, int], np.ndarray], n_input: int,
-                       j0: int, j1: int, *, time_major: bool = False) -> np.ndarray:
+                       j0: int, j1: int) -> np.ndarray:
         """Output samples [j0, j1), float32.
 
         `read(a, b)` returns input samples a..b (0 <= a < b <= n_input) as (channels,
         samples); samples outside [0, n_input) are the held edge values. The result is
-        (channels, samples), or (samples, channels) with `time_major`.
+        (channels, samples).
         """
         a, b = self.input_range(j0, j1)
         lo, hi = max(a, 0), min(b, n_input)
@@ -159,17 +163,15 @@ class Decimator:
         rows[:, lo - a:hi - a] = x
         rows[:, :lo - a] = x[:, :1]
         rows[:, hi - a:b - a] = x[:, -1:]
-        if not self.stages and not self.rational:
-            y = rows[:, :b - a]
-        else:
-            y = self._run(RecordBlock.from_rows(rows), j0, j1)
-        return np.ascontiguousarray(y.T) if time_major else np.ascontiguousarray(y)
+        if self.is_identity:
+            return np.ascontiguousarray(rows[:, :b - a])
+        return self._run(RecordBlock.from_rows(rows), j0, j1)
 
     def decimate_records(self, block: RecordBlock, j0: int, j1: int,
                          scale: np.ndarray | None = None) -> np.ndarray:
         """Output samples [j0, j1) of the channels in `block`, which holds input samples
         input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`."""
-        if not self.stages and not self.rational:
+        if self.is_identity:
             raise ValueError("decimate_records needs at least one stage")
         return self._run(block, j0, j1, scale)
 

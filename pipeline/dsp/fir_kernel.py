@@ -18,8 +18,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-SAMPLES_PER_RECORD = 512  # samples in a Neuralynx record
-RECORD_WORDS = 522  # int16 words from one record's samples to the next's (1044-byte records)
+from pipeline.io.ncs import RECORD_SIZE, SAMPLES_PER_RECORD
+
+RECORD_WORDS = RECORD_SIZE // 2  # int16 words from one record's samples to the next's
+assert SAMPLES_PER_RECORD == 512  # _fill_from_records splits sample numbers with >> 9 and & 511
 SLACK = 64  # spare samples after every row, so the deinterleave may read past a row's end
 _BLOCK = 1024  # outputs per pass; the phases (D x (_BLOCK + K)) stay in the L1/L2 cache
 # Only contraction of a*b+c into one fused multiply-add: no reassociation, so every
@@ -128,7 +130,7 @@ def _rational_stage(x, h, up, down, j0, a, n_out, y):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _decimate_channels(flat, rec_start, rec_q0, rec_before, rec_have, rows, row_slot,
+def _decimate_channels(flat, rec_start, rec_q0, before, have, rows, row_slot,
                        n_x, taps, factors, n_outs, bufs, P, scale, out,
                        rat_h, rat_up, rat_down, rat_j0, rat_a):
     """Decimate every channel c of a block into out[c].
@@ -145,7 +147,7 @@ def _decimate_channels(flat, rec_start, rec_q0, rec_before, rec_have, rows, row_
             x = rows[row_slot[c]]
         else:
             x = bufs[0]
-            _fill_from_records(flat, rec_start[c], rec_q0[c], rec_have[c], rec_before[c], n_x, x)
+            _fill_from_records(flat, rec_start[c], rec_q0[c], have, before, n_x, x)
         n_in = n_x
         for s in range(n_stages):
             y = out[c] if s == n_stages - 1 and not rational else bufs[s + 1]
@@ -165,9 +167,9 @@ class RecordBlock:
 
     `flat` is the reader's buffer as int16 words. Channel c's samples begin at word
     `start[c]` (the first sample of its first record; later records follow every
-    RECORD_WORDS words), from sample `q0[c]` of that record on, `have[c]` of them,
-    preceded by `before[c]` copies of the first (the held recording start) and followed
-    by copies of the last. A channel with `row[c] >= 0` comes instead from the float32
+    RECORD_WORDS words), from sample `q0[c]` of that record on, `have` of them, preceded
+    by `before` copies of the first (the held recording start) and followed by copies
+    of the last (`before` and `have` are the same for every channel of a block). A channel with `row[c] >= 0` comes instead from the float32
     row `rows[row[c]]`, which carries SLACK spare samples at its end.
     """
 
@@ -182,8 +184,7 @@ class RecordBlock:
         """A block whose channels are all float32 rows (which must carry SLACK spare columns)."""
         n = rows.shape[0]
         none = np.zeros(n, dtype=np.int64)
-        return cls(np.zeros(RECORD_WORDS, dtype=np.int16), none, none, none, none,
-                   rows, np.arange(n, dtype=np.int64))
+        return cls(np.zeros(RECORD_WORDS, dtype=np.int16), none, none, 0, 0, rows, np.arange(n, dtype=np.int64))
 
     def to_rows(self, n_x: int) -> np.ndarray:
         """Every channel's n_x input samples as (channels, n_x) float32 (for checks)."""
@@ -192,7 +193,7 @@ class RecordBlock:
             if self.row[c] >= 0:
                 out[c] = self.rows[self.row[c], :n_x + SLACK]
             else:
-                _fill_from_records(self.flat, self.start[c], self.q0[c], self.have[c], self.before[c], n_x, out[c])
+                _fill_from_records(self.flat, self.start[c], self.q0[c], self.have, self.before, n_x, out[c])
         return out[:, :n_x]
 
 

@@ -21,10 +21,10 @@ import numpy as np
 from pipeline.channels import natural_key
 from pipeline.errors import RawDataError
 from pipeline.dsp.fir_kernel import SLACK, RecordBlock
-from pipeline.io.ncs import HEADER_SIZE, RECORD_SIZE, SAMPLES_PER_RECORD, NcsFile
+from pipeline.io.ncs import HEADER_SIZE, NCS_RECORD_DTYPE, RECORD_SIZE, SAMPLES_PER_RECORD, NcsFile
 
 
-_RECORD_HEADER_BYTES = RECORD_SIZE - 2 * SAMPLES_PER_RECORD  # timestamp, channel, rate, count
+_RECORD_HEADER_BYTES = NCS_RECORD_DTYPE.fields["samples"][1]  # timestamp, channel, rate, count
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,7 @@ class NeuralynxRecording:
             x = f.read_grid(lo, hi, t0_us=self.t0_us, out=rows[k, lo - a:hi - a], scaled=False)
             rows[k, :lo - a] = x[0]
             rows[k, hi - a:b - a] = x[-1]
-        before = np.full(n, lo - a, dtype=np.int64)
-        have = np.full(n, hi - lo, dtype=np.int64)
-        return RecordBlock(flat, start, q0, before, have, rows, row), buffer
+        return RecordBlock(flat, start, q0, lo - a, hi - lo, rows, row), buffer
 
     def volts_per_bit(self, channels: list[str] | None = None) -> np.ndarray:
         chosen = self.channel_names if channels is None else channels
