@@ -1,4 +1,4 @@
-"""Tests of the synthetic Neuralynx recording generator (pipeline.synth).
+"""Tests of the synthetic Neuralynx recording generator (the pipeline.synth package).
 
 Everything is read back through pipeline.io.ncs, the reader the converter uses, so these
 tests also check that the synthetic files look like real Cheetah/Pegasus files to it.
@@ -17,9 +17,8 @@ import pytest
 import yaml
 from scipy import signal
 
-import pipeline.synth as synth
 from pipeline.io.ncs import HEADER_SIZE, NCS_RECORD_DTYPE, RECORD_SIZE, NcsFile, read_ncs_header
-from pipeline.synth import default_layout, write_synthetic_recording
+from pipeline.synth import default_layout, hypnogram, signals, write_synthetic_recording
 
 REAL_NCS = Path(__file__).resolve().parents[2] / "shared/data/real-formats/neuralynx-mne-testing-data/LAHCu1.ncs"
 # Header keys, in order, of the real Pegasus file above.
@@ -164,7 +163,7 @@ def _patch_signal(monkeypatch, func):
         t = (j0 + np.arange(n)) / self.low_fs
         return np.broadcast_to(func(t), (self.n_channels, n)).copy()
 
-    monkeypatch.setattr(synth._LowRateSignal, "block", block)
+    monkeypatch.setattr(signals._LowRateSignal, "block", block)
 
 
 def test_inverted_storage_and_scale(tmp_path, monkeypatch):
@@ -330,15 +329,15 @@ def test_ground_truth_files(make_rec):
 def test_30_min_state_fractions_are_mouse_like(seed):
     # The 30-minute demo recording: all three states in realistic proportions.
     n = int(1800 / EPOCH)
-    states, move, depth = synth._hypnogram(seed, n, EPOCH, START)
+    states, move, depth = hypnogram._hypnogram(seed, n, EPOCH, START)
     fr = np.bincount(states, minlength=3) / n
-    assert 0.35 <= fr[synth.WAKE] <= 0.50
-    assert 0.40 <= fr[synth.NREM] <= 0.55
-    assert 0.05 <= fr[synth.REM] <= 0.12
-    check_rem_follows_nrem([synth.STATE_NAMES[s] for s in states])
+    assert 0.35 <= fr[hypnogram.WAKE] <= 0.50
+    assert 0.40 <= fr[hypnogram.NREM] <= 0.55
+    assert 0.05 <= fr[hypnogram.REM] <= 0.12
+    check_rem_follows_nrem([hypnogram.STATE_NAMES[s] for s in states])
     # Bouts: NREM bouts last minutes, REM bouts 40-120 s (allowing the recording's ends).
     bouts = bout_lengths(states)
-    rem = [d * EPOCH for s, d, inner in bouts if s == synth.REM and inner]
+    rem = [d * EPOCH for s, d, inner in bouts if s == hypnogram.REM and inner]
     assert all(36 <= d <= 124 for d in rem)
 
 
@@ -360,12 +359,12 @@ def check_rem_follows_nrem(labels):
 def test_long_recording_follows_light_cycle():
     # 24 h from 07:00: much more sleep in the light phase than in the dark phase.
     n = int(86400 / EPOCH)
-    states, _, _ = synth._hypnogram(5, n, EPOCH, START)
+    states, _, _ = hypnogram._hypnogram(5, n, EPOCH, START)
     light, dark = states[: n // 2], states[n // 2 :]
-    sleep = lambda s: np.mean(s != synth.WAKE)  # noqa: E731
+    sleep = lambda s: np.mean(s != hypnogram.WAKE)  # noqa: E731
     assert 0.5 <= sleep(light) <= 0.8 and 0.15 <= sleep(dark) <= 0.5
     assert sleep(light) - sleep(dark) > 0.15
-    check_rem_follows_nrem([synth.STATE_NAMES[s] for s in states])
+    check_rem_follows_nrem([hypnogram.STATE_NAMES[s] for s in states])
 
 
 # -- the signal -----------------------------------------------------------------------

@@ -1,0 +1,265 @@
+"""The synthetic animal's neural signal below ~450 Hz, made at a low rate near 1 kHz.
+
+Band-limited sources per region (delta to ripples, and neck EMG) whose amplitudes follow
+the hypnogram and the events, a 1/f background per channel, movement artefacts, line
+noise, and a dead and a noisy channel. It is generated block by block with filter states
+carried across blocks, so the signal is continuous and memory depends on the block, never
+on the duration; the .ncs writer brings it to the full rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from pipeline.synth.hypnogram import NREM, REM, WAKE
+from pipeline.synth.layout import LFP_REGIONS, REGIONS
+from pipeline.synth.random_streams import random_stream
+
+LINE_FREQ = 60.0
+
+_WARMUP_S = 5.0  # low-rate filters run this long before t=0 so the recording starts in steady state
+_SOURCES_PER_BAND = 3  # independent sources per region and band, mixed into the region's channels
+_SMOOTH_S = 1.0  # state changes ramp over this long instead of stepping
+
+# Band-limited neural sources per region: (low Hz, high Hz, wake, nrem, rem, movement), amplitudes
+# in µV RMS before the animal's region gain. In NREM the amplitude is further scaled by the
+# epoch's sleep depth for delta and sigma; "movement" adds in proportion to wake movement.
+_BANDS: dict[str, dict[str, tuple[float, float, float, float, float, float]]] = {
+    "cortex": {
+        "delta": (0.5, 4.0, 45.0, 130.0, 35.0, 0.0),
+        "theta": (5.0, 9.0, 20.0, 15.0, 35.0, 10.0),
+        "sigma": (10.0, 15.0, 6.0, 8.0, 5.0, 0.0),  # spindle events add on top
+        "beta": (15.0, 30.0, 12.0, 8.0, 10.0, 4.0),
+        "gamma": (30.0, 80.0, 10.0, 4.0, 8.0, 10.0),
+    },
+    "hippocampus": {
+        "delta": (1.0, 4.0, 35.0, 80.0, 35.0, 0.0),
+        "theta": (6.0, 9.0, 40.0, 15.0, 90.0, 40.0),  # REM theta is the strongest REM marker
+        "gamma": (30.0, 80.0, 12.0, 5.0, 12.0, 8.0),
+        "ripple": (130.0, 230.0, 2.0, 2.0, 2.0, 0.0),  # sharp-wave ripple events add on top
+    },
+    "thalamus": {
+        "delta": (0.5, 4.0, 25.0, 100.0, 25.0, 0.0),
+        "theta": (5.0, 9.0, 15.0, 10.0, 25.0, 5.0),
+        "sigma": (10.0, 15.0, 8.0, 10.0, 6.0, 0.0),
+        "gamma": (30.0, 80.0, 8.0, 3.0, 6.0, 5.0),
+    },
+    # Neck EMG: tone in wake (much more with movement), less in NREM, atonia in REM.
+    "emg": {"emg": (20.0, 400.0, 20.0, 9.0, 4.0, 40.0)},
+}
+_DEPTH_SCALED = ("delta", "sigma")
+# Peak amplitude (µV, before region gain) that an event of relative size 1 adds to a band.
+_EVENT_PEAKS = {
+    ("cortex", "sigma"): ("spindle", 90.0),
+    ("thalamus", "sigma"): ("spindle", 120.0),
+    ("hippocampus", "ripple"): ("ripple", 60.0),
+}
+_EMG_BURST_UV = 80.0  # movement bursts: several times the resting wake tone
+_EMG_TWITCH_UV = 12.0  # REM twitches: small against waking EMG
+_CONTAMINATION_UV = 20.0  # muscle activity picked up by LFP electrodes during movement
+_NOISY_UV = 300.0  # broadband noise of the noisy channel, ~10x a normal channel's LFP
+# Paul Kellet's economy pinking filter: 1/f power over three decades.
+_PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
+_PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
+
+
+class _Smoothed:
+    """A per-epoch value as a continuous function of time, moving-averaged over `window_s`."""
+
+    def __init__(self, per_epoch: np.ndarray, epoch_s: float, window_s: float = _SMOOTH_S):
+        pad = int(math.ceil((_WARMUP_S + window_s) / epoch_s)) + 1  # hold the ends beyond the recording
+        v = np.concatenate([np.full(pad, per_epoch[0]), per_epoch, np.full(pad, per_epoch[-1])])
+        self.edges = (np.arange(v.size + 1) - pad) * epoch_s
+        self.cum = np.concatenate([[0.0], np.cumsum(v * epoch_s)])
+        self.half = window_s / 2
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        hi = np.interp(t + self.half, self.edges, self.cum)
+        lo = np.interp(t - self.half, self.edges, self.cum)
+        return (hi - lo) / (2 * self.half)
+
+
+def _band_sos(lo: float, hi: float, low_fs: float):
+    """Bandpass at the low rate, its upper edge kept below Nyquist; None if nothing is left."""
+    hi = min(hi, 0.45 * low_fs)
+    if hi <= lo * 1.2:
+        return None
+    return signal.butter(2, [lo, hi], btype="bandpass", fs=low_fs, output="sos")
+
+
+def _as_slice(idx: np.ndarray):
+    """A slice equal to an ascending run of indices, else the indices themselves."""
+    idx = np.asarray(idx)
+    if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
+        return slice(int(idx[0]), int(idx[0]) + idx.size)
+    return idx
+
+
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for a with a handful of columns, without BLAS.
+
+    OpenBLAS would spread these small products over threads that then spin-wait, taking
+    the second core away from the writer threads (measured: twice slower overall).
+    """
+    out = a[:, :1] * b[0]
+    for k in range(1, a.shape[1]):
+        out += a[:, k : k + 1] * b[k]
+    return out
+
+
+def _unit_gain(sos=None, ba=None, n: int = 60000) -> float:
+    """Factor that makes white noise through this filter unit RMS (from its impulse response)."""
+    x = np.zeros(n)
+    x[0] = 1.0
+    h = signal.sosfilt(sos, x) if sos is not None else signal.lfilter(ba[0], ba[1], x)
+    return 1.0 / math.sqrt(float(np.sum(h * h)))
+
+
+@dataclass
+class _BandSource:
+    region: str
+    band: str
+    channels: np.ndarray | slice  # the region's channels
+    sos: np.ndarray
+    zi: np.ndarray
+    norm: float
+    mixing: np.ndarray  # (n_channels_in_region, K): correlated within the region
+    amp: _Smoothed  # volts RMS as a function of time
+    event: str | None
+    event_peak_v: float
+
+
+class _LowRateSignal:
+    """Every channel's content below ~450 Hz at the low rate, continuous across blocks."""
+
+    def __init__(self, seed, layout, names, states, move, depth, events, epoch_s, low_fs):
+        arng = random_stream(seed, "animal")  # fixed by the seed alone
+        self.rng = random_stream(seed, "source_noise")  # the noise driving the sources
+        self.low_fs = low_fs
+        self.events = events
+        n = len(names)
+        index = {name: i for i, name in enumerate(names)}
+        self.lfp = np.array([index[c] for r in LFP_REGIONS for c in layout["regions"][r]])
+
+        # Per-animal differences.
+        self.region_gain = {r: float(arng.uniform(0.7, 1.4)) for r in REGIONS}
+        self.noise_uv = float(arng.uniform(3.0, 8.0))
+        pink_uv = float(arng.uniform(25.0, 50.0))
+        self.hr_noise_uv = self.noise_uv * arng.uniform(0.8, 1.25, n)
+        self.pink_v = pink_uv * 1e-6 * arng.uniform(0.8, 1.2, self.lfp.size)
+        self.line_uv = arng.uniform(5.0, 30.0, n)
+        line_phase0 = float(arng.uniform(0.0, 2 * np.pi))
+        self.line_phase = line_phase0 + 0.3 * arng.standard_normal(n)  # mostly common-mode
+        self.line_h3 = 0.15 * self.line_uv * arng.uniform(0.5, 1.5, n)
+        self.line_h3_phase = arng.uniform(0.0, 2 * np.pi, n)
+        self.art_gain = arng.uniform(0.5, 1.5, self.lfp.size)
+        self.contam_gain = arng.uniform(0.3, 1.0, self.lfp.size)
+        # Dead and noisy channel: an LFP channel each, preferably from a region that keeps
+        # at least one good channel.
+        eligible = [c for r in LFP_REGIONS for c in layout["regions"][r] if len(layout["regions"][r]) >= 2]
+        if len(eligible) < 2:
+            eligible = [c for r in LFP_REGIONS for c in layout["regions"][r]]
+        pick = arng.choice(len(eligible), size=2, replace=False)
+        self.dead_channel, self.noisy_channel = eligible[int(pick[0])], eligible[int(pick[1])]
+        self.dead, self.noisy = index[self.dead_channel], index[self.noisy_channel]
+        self.hr_noise_uv[self.dead] = arng.uniform(1.5, 3.0)
+        self.hr_noise_uv[self.noisy] = _NOISY_UV
+        self.line_uv[self.dead] = 0.0
+        self.line_h3[self.dead] = 0.0
+        self.ignore = np.array([index[c] for c in layout["ignore"]], dtype=np.int64)
+
+        # Band sources: per-epoch amplitude (state, depth, movement), smoothed in time.
+        in_state = [(states == s).astype(float) for s in (WAKE, NREM, REM)]
+        self.sources: list[_BandSource] = []
+        for region, bands in _BANDS.items():
+            chans = np.array([index[c] for c in layout["regions"][region]])
+            if chans.size == 0:
+                continue
+            gain = self.region_gain[region]
+            for band, (lo, hi, a_w, a_n, a_r, a_m) in bands.items():
+                mixing = np.empty((chans.size, _SOURCES_PER_BAND))
+                mixing[:, 0] = arng.uniform(0.7, 1.1, chans.size)
+                mixing[:, 1:] = 0.3 * arng.standard_normal((chans.size, _SOURCES_PER_BAND - 1))
+                sos = _band_sos(lo, hi, low_fs)
+                if sos is None:
+                    continue
+                nrem_amp = a_n * depth if band in _DEPTH_SCALED else a_n
+                per_epoch = (a_w * in_state[0] + nrem_amp * in_state[1] + a_r * in_state[2] + a_m * move)
+                event, peak = _EVENT_PEAKS.get((region, band), (None, 0.0))
+                if region == "emg":
+                    event = "emg"
+                self.sources.append(
+                    _BandSource(
+                        region, band, chans, sos, np.zeros((sos.shape[0], _SOURCES_PER_BAND, 2)),
+                        _unit_gain(sos=sos), mixing, _Smoothed(per_epoch * gain * 1e-6, epoch_s),
+                        event, peak * gain * 1e-6,
+                    )
+                )
+        self.move = _Smoothed(move * (states == WAKE), epoch_s)
+        self.pink_scale = self.pink_v * _unit_gain(ba=(_PINK_B, _PINK_A))
+        self.pink_zi = np.zeros((self.lfp.size, 3))
+        self.emg_gain_v = self.region_gain["emg"] * 1e-6
+        self.lfp_common_gain = np.stack([self.art_gain, self.contam_gain], axis=1)
+        a, a3 = self.line_uv * 1e-6, self.line_h3 * 1e-6
+        self.line_coef = np.stack(
+            [a * np.cos(self.line_phase), a * np.sin(self.line_phase),
+             a3 * np.cos(self.line_h3_phase), a3 * np.sin(self.line_h3_phase)], axis=1
+        )
+        self.n_channels, self.n_lfp = n, self.lfp.size
+        # Channel groups are contiguous in the default layout: slices avoid fancy-index copies.
+        self.lfp = _as_slice(self.lfp)
+        for src in self.sources:
+            src.channels = _as_slice(src.channels)
+
+    def block(self, j0: int, n: int) -> np.ndarray:
+        """Volts of every channel at low-rate samples j0..j0+n-1, shape (channels, n)."""
+        fs = self.low_fs
+        t = (j0 + np.arange(n)) / fs
+        x = np.zeros((self.n_channels, n))
+        move = self.move(t)
+        mov_env = self.events["movement"].envelope(j0, n, fs)
+        # Uniform noise drives the filters: once band-limited it is Gaussian (central limit
+        # theorem), and it costs a quarter of what normal draws cost.
+        k = _SOURCES_PER_BAND
+        drive = self.rng.random((len(self.sources) * k + self.n_lfp, n))
+        drive -= 0.5
+        drive *= math.sqrt(12.0)
+        muscle = None
+        for i, src in enumerate(self.sources):
+            s, src.zi = signal.sosfilt(src.sos, drive[i * k : (i + 1) * k], axis=-1, zi=src.zi)
+            amp = src.amp(t) * src.norm
+            if src.event == "emg":
+                amp += src.norm * self.emg_gain_v * (
+                    _EMG_BURST_UV * mov_env + _EMG_TWITCH_UV * self.events["twitch"].envelope(j0, n, fs)
+                )
+                muscle = s[0] * src.norm
+            elif src.event is not None:
+                amp += src.norm * src.event_peak_v * self.events[src.event].envelope(j0, n, fs)
+            s *= amp
+            x[src.channels] += _small_matmul(src.mixing, s)
+        # Per-channel 1/f background.
+        pink, self.pink_zi = signal.lfilter(_PINK_B, _PINK_A, drive[len(self.sources) * k :], axis=-1, zi=self.pink_zi)
+        pink *= self.pink_scale[:, None]
+        # Movement: slow electrode artefacts and muscle contamination on the LFP channels.
+        common = np.empty((2, n))
+        common[0] = self.events["artefact"].envelope(j0, n, fs)
+        common[1] = 0.0 if muscle is None else _CONTAMINATION_UV * 1e-6 * (0.5 * move + mov_env) * muscle
+        pink += _small_matmul(self.lfp_common_gain, common)
+        x[self.lfp] += pink
+        # Noisy channel: large broadband noise in the LFP band too (the full-rate part is added later).
+        x[self.noisy] += _NOISY_UV * 1e-6 * self.rng.standard_normal(n)
+        x[self.dead] = 0.0  # a broken wire: only amplifier noise
+        x[self.ignore] = 0.0  # unconnected: only noise and line pick-up
+        # Line noise on the absolute clock, so phase-continuous across blocks:
+        # a*sin(wt+p) = a*cos(p)*sin(wt) + a*sin(p)*cos(wt).
+        basis = np.zeros((4, n))
+        for h, f in enumerate((LINE_FREQ, 3 * LINE_FREQ)):
+            if f < 0.45 * fs:
+                wt = 2 * np.pi * np.mod(f * (j0 + np.arange(n)) / fs, 1.0)
+                basis[2 * h], basis[2 * h + 1] = np.sin(wt), np.cos(wt)
+        x += _small_matmul(self.line_coef, basis)
+        return x
