@@ -275,19 +275,45 @@ def test_refuses_folder_with_ncs_files(tmp_path):
     assert (tmp_path / "CSC1.ncs").read_bytes() == b"old data"
 
 
-def test_interrupted_run_leaves_nothing_complete_looking(tmp_path):
+FINAL_NAMES = {f"CSC{i}.ncs" for i in range(1, 7)} | {"channel_map.yaml", "hypnogram.tsv", "truth.yaml"}
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_run_leaves_nothing_complete_looking(tmp_path, error):
     calls = []
+    during = []
 
     def progress(done, total):
         calls.append(done)
+        during.append(sorted(p.name for p in out.rglob("*") if p.is_file()))
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            raise error("stopped mid-way")
 
     out = tmp_path / "rec"
-    with pytest.raises(KeyboardInterrupt):
-        write_synthetic_recording(out, duration_s=60, n_channels=6, sampling_rate=FS, progress=progress)
+    kw = dict(duration_s=60, n_channels=6, sampling_rate=FS, seed=1)
+    with pytest.raises(error):
+        write_synthetic_recording(out, progress=progress, **kw)
+    # While writing, every file exists only under a temporary name beside its target.
+    for names in during:
+        assert not FINAL_NAMES & set(names)
+        assert len(names) == len(FINAL_NAMES) and all(n.startswith(".") for n in names)
+    # Afterwards nothing is left: no file under its final name, no temporary.
     left = [p for p in out.rglob("*") if p.is_file()]
     assert left == []
+
+    # A killed run (no cleanup) leaves temporaries; the next run clears them, is not
+    # refused, and writes the same files as a run into a fresh folder.
+    for name in ("CSC1.ncs", "channel_map.yaml", "ground_truth/truth.yaml"):
+        stale = out / name
+        (stale.parent / f".{stale.name}.k1ll3d.tmp").write_bytes(b"half")
+    write_synthetic_recording(out, **kw)
+    fresh = tmp_path / "fresh"
+    write_synthetic_recording(fresh, **kw)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert {Path(f).name for f in files} == FINAL_NAMES and len(files) == len(FINAL_NAMES)
+    assert files == sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (fresh / rel).read_bytes(), rel
 
 
 def test_progress_reports_every_chunk(tmp_path):
@@ -323,6 +349,7 @@ def test_ground_truth_files(make_rec):
     fr = {s: sum(r[2] == s for r in rows) / n_epochs for s in ("wake", "nrem", "rem")}
     assert fr == pytest.approx(summary["state_fractions"])
     assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob(".*.tmp*"))  # atomic_path's temporaries
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

@@ -6,13 +6,14 @@ signal is generated and written chunk by chunk.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from pipeline.io.atomic import atomic_path
 from pipeline.io.ncs import SAMPLES_PER_RECORD
 from pipeline.synth.events import _draw_events
 from pipeline.synth.ground_truth import epoch_labels, hypnogram_tsv, state_fractions, truth_yaml
@@ -40,10 +41,12 @@ def write_synthetic_recording(
     """Write a synthetic Neuralynx recording folder with its ground truth; return a summary.
 
     out_dir gets CSC1.ncs..CSCn.ncs, channel_map.yaml (= default_layout(n)), and
-    ground_truth/hypnogram.tsv and ground_truth/truth.yaml. Every file is written under
-    name + '.partial' and renamed only when all are complete; on an error or interrupt the
-    partial files are removed. The same arguments give the same files byte for byte (with
-    the same numpy/scipy on the same kind of machine: floating-point kernels may differ).
+    ground_truth/hypnogram.tsv and ground_truth/truth.yaml. Every file is written under a
+    temporary name (pipeline.io.atomic.atomic_path) and renamed only when all are complete;
+    on an error or interrupt the temporaries are removed, and those of a killed run are
+    cleared by the next run into the folder. The same arguments give the same files byte
+    for byte (with the same numpy/scipy on the same kind of machine: floating-point kernels
+    may differ).
 
     duration_s is rounded up to whole 512-sample records. gap=(start_s, length_s) leaves out
     the records that start in that stretch (the timestamps jump) on all channels; hypnogram
@@ -104,19 +107,20 @@ def write_synthetic_recording(
     names = channel_names(n_channels)
     gen = _LowRateSignal(seed, layout, names, states, move, depth, events, epoch_s, low_fs)
 
-    # Output paths, all written as .partial first.
-    truth_dir = out_dir / "ground_truth"
+    # Every file is written under a temporary name beside it and renamed only when the
+    # whole recording is complete. The .ncs files go last: whatever takes a folder with
+    # .ncs files for a recording (the check above, bench/convert.py) then finds the
+    # channel map and ground truth as well.
     ncs_paths = [out_dir / f"{name}.ncs" for name in names]
     map_path = out_dir / "channel_map.yaml"
-    hyp_path = truth_dir / "hypnogram.tsv"
-    truth_path = truth_dir / "truth.yaml"
-    finals = [hyp_path, truth_path, *ncs_paths, map_path]  # renamed in this order
-    partial = {p: p.with_name(p.name + ".partial") for p in finals}
-    truth_dir.mkdir(parents=True, exist_ok=True)
-
-    try:
+    hyp_path = out_dir / "ground_truth" / "hypnogram.tsv"
+    truth_path = out_dir / "ground_truth" / "truth.yaml"
+    finals = [hyp_path, truth_path, map_path, *ncs_paths]  # renamed in this order
+    with contextlib.ExitStack() as outputs:
+        # The stack exits last in, first out, so entering in reverse renames in order.
+        tmp = {p: outputs.enter_context(atomic_path(p)) for p in reversed(finals)}
         write_ncs_files(
-            [partial[p] for p in ncs_paths], gen, seed=seed, fs=fs, R=R, n_records=n_records,
+            [tmp[p] for p in ncs_paths], gen, seed=seed, fs=fs, R=R, n_records=n_records,
             start=start, drop=drop, progress=progress,
         )
 
@@ -132,26 +136,13 @@ def write_synthetic_recording(
             }
         onsets, durations, labels = epoch_labels(states, n_epochs, epoch_s, duration_s, missing_s)
         fractions = state_fractions(labels)
-        texts = {
-            hyp_path: hypnogram_tsv(onsets, durations, labels),
-            truth_path: truth_yaml(
-                seed=seed, start=start, fs=fs, duration_s=total_s, epoch_s=epoch_s, n_epochs=n_epochs,
-                fractions=fractions, gen=gen, names=names, gap_info=gap_info,
-            ),
-            map_path: channel_map_yaml(layout),
-        }
-        for path, text in texts.items():
-            with open(partial[path], "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-        for p in finals:
-            os.replace(partial[p], p)
-    except BaseException:
-        for p in partial.values():
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
-        raise
+        tmp[hyp_path].write_text(hypnogram_tsv(onsets, durations, labels), encoding="utf-8", newline="")
+        truth = truth_yaml(
+            seed=seed, start=start, fs=fs, duration_s=total_s, epoch_s=epoch_s, n_epochs=n_epochs,
+            fractions=fractions, gen=gen, names=names, gap_info=gap_info,
+        )
+        tmp[truth_path].write_text(truth, encoding="utf-8", newline="")
+        tmp[map_path].write_text(channel_map_yaml(layout), encoding="utf-8", newline="")
 
     seconds = time.perf_counter() - t_begin
     return {
