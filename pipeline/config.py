@@ -1,12 +1,14 @@
 """Loading and checking config.yaml, shared by the `ephys` command and the Snakefile.
 
 A wrong key or value stops with one sentence that names the key and says what is
-allowed, never with a traceback. Relative paths are resolved against the folder that
-holds the configuration file.
+allowed, never with a traceback. The schema (config.schema.yaml) holds the defaults;
+relative paths are resolved against the folder that holds the configuration file,
+which is also the folder the workflow runs in (results/, logs/, state/).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pipeline.channels import ChannelMap
 from pipeline.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -64,10 +67,30 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{key}: {error.message}."
 
 
-def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, source: str = "config.yaml") -> dict[str, Any]:
-    """Check `config` against the schema and return it with absolute paths and defaults.
+def _walk(value: Any, schema: dict, visit) -> Any:
+    """Apply `visit(value, schema)` to every value the schema describes, depth first,
+    following `properties`, `items` and the `then` of every `if` that matches."""
+    if isinstance(value, dict):
+        props = dict(schema.get("properties", {}))
+        for branch in schema.get("allOf", []):
+            if "if" in branch and jsonschema.Draft202012Validator(branch["if"]).is_valid(value):
+                props.update(branch.get("then", {}).get("properties", {}))
+        for key, sub in props.items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = _walk(value[key], sub, visit)
+    elif isinstance(value, list) and "items" in schema:
+        value = [_walk(v, schema["items"], visit) for v in value]
+    return visit(value, schema)
 
-    Raises ConfigError with one sentence naming the key.
+
+def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, source: str = "config.yaml") -> dict[str, Any]:
+    """Check `config` against the schema and return a copy with defaults and absolute paths.
+
+    Defaults come from the schema; strings it marks `format: path` are resolved against
+    `base_dir` (the folder holding the configuration file). Raises ConfigError with
+    one sentence naming the key.
     """
     if not isinstance(config, dict):
         raise ConfigError(f"{source} must hold a mapping of keys to values, not {type(config).__name__}.")
@@ -78,17 +101,15 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
         if best.validator == "oneOf" and best.context:
             best = sorted(best.context, key=lambda e: len(e.absolute_path))[-1]
         raise ConfigError(f"{source}: {_describe(best)}")
-    cfg = dict(config)
     base = Path(base_dir).resolve()
+
+    def resolve(value, schema):
+        if schema.get("format") == "path" and isinstance(value, str):
+            return str((base / os.path.expanduser(value)).resolve())
+        return value
+
+    cfg = _walk(copy.deepcopy(config), _schema(), resolve)
     cfg["base_dir"] = str(base)
-    resolve = lambda p: str((base / os.path.expanduser(p)).resolve())  # noqa: E731
-    cfg["sheet"] = {**cfg["sheet"], "path": resolve(cfg["sheet"]["path"])}
-    cfg["store"] = {**cfg["store"], "path": resolve(cfg["store"]["path"])}
-    cfg["executor"] = {"cores": 2, **cfg["executor"]}
-    cfg["data_roots"] = [resolve(p) for p in cfg["data_roots"]]
-    cfg["spectrogram"] = {"time_bandwidth": 2.0, "fmax": 200, **cfg["spectrogram"]}
-    cfg["sleep"] = {"model": None, **cfg["sleep"]}
-    cfg["poller"] = {"interval_s": 60, "progress_interval_s": 30, **cfg["poller"]}
 
     lfp, epoch = cfg["lfp"], cfg["sleep"]["epoch_s"]
     ratio = lfp["segment_s"] / epoch
@@ -101,9 +122,7 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
         raise ConfigError(
             f"{source}: spectrogram.fmax ({cfg['spectrogram']['fmax']}) must be at most half of lfp.rate ({lfp['rate']})."
         )
-    from pipeline.channels import ChannelMap  # parse maps now so a bad range fails at start-up
-
-    for name, spec in cfg["channel_maps"].items():
+    for name, spec in cfg["channel_maps"].items():  # parse maps now so a bad range fails at start-up
         try:
             ChannelMap.from_dict(spec)
         except ValueError as e:
@@ -123,4 +142,6 @@ def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
-    return validate_config(raw or {}, base_dir=path.resolve().parent, source=str(path))
+    cfg = validate_config(raw or {}, base_dir=path.resolve().parent, source=str(path))
+    cfg["config_file"] = str(path.resolve())
+    return cfg

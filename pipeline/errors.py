@@ -1,8 +1,15 @@
-"""Errors the pipeline raises on purpose.
+"""Errors the pipeline raises on purpose, by whose they are to fix.
 
-Each carries a message written for the person who will read it: a lab member for
-sheet problems, a maintainer (naming the file, key or channel) for everything else.
-The CLI prints the message alone, without a traceback.
+- `DataError`: the recording or the sheet row is wrong; a lab member can fix it, so its
+  message is a sentence for them, and it goes into the sheet as it is.
+- `ConfigError`: config.yaml (or a back-end's settings) is wrong; a maintainer fixes it,
+  so the message names the file and the key.
+- `BackendUnavailable`: a sheet, results store or executor cannot be reached just now
+  (busy, offline, refused); nothing is wrong with the data, and the poller tries again
+  at its next poll.
+
+Anything else that escapes is a bug: the CLI prints "internal error, tell a
+maintainer" with the log, never dressed as one of the above.
 """
 
 
@@ -10,13 +17,21 @@ class PipelineError(Exception):
     """An expected failure with a message meant to be read as it is."""
 
 
+class DataError(PipelineError):
+    """Something in the data or a sheet row that a lab member can fix."""
+
+
+class RawDataError(DataError):
+    """Raw recording files are missing, truncated or inconsistent."""
+
+
+class RowError(DataError):
+    """A sheet row cannot be registered; the message goes back into the row."""
+
+
 class ConfigError(PipelineError):
     """config.yaml is missing, unreadable or has a wrong key or value."""
 
 
-class RawDataError(PipelineError):
-    """Raw recording files are missing, truncated or inconsistent."""
-
-
-class RowError(PipelineError):
-    """A sheet row cannot be registered; the message goes back into the row."""
+class BackendUnavailable(PipelineError):
+    """A back-end (sheet, results store, executor) cannot be reached or is busy now."""

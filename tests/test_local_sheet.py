@@ -6,7 +6,8 @@ import csv
 
 import pytest
 
-from pipeline.sheets.local_csv import COLUMNS, LocalCsvSheet, row_key
+from pipeline.sheets import COLUMNS, row_key
+from pipeline.sheets.local_csv import LocalCsvSheet
 
 
 def write(path, rows, header=COLUMNS):

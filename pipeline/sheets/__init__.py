@@ -1,0 +1,70 @@
+"""The sheet lab members add recordings to: its columns, how a row is identified, the
+interface every back-end implements, and the factory that picks one from the config.
+
+Only the poller writes to a sheet: one read of every row per poll, then one batched
+write of that poll's changes to rows found by who they are (`row_key`), never by a row
+number remembered from the read, because people sort and insert rows meanwhile.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from pipeline.errors import BackendUnavailable, ConfigError
+
+# Columns a lab member fills in; the pipeline only ever clears `rerun`.
+USER_COLUMNS = ["recording_id", "animal", "raw_path", "notes", "rerun"]
+# Columns only the pipeline writes.
+PIPELINE_COLUMNS = ["status", "progress", "message", "results_link", "updated", "run_id"]
+COLUMNS = USER_COLUMNS + PIPELINE_COLUMNS
+# The pipeline may write these (its own columns, and clearing the rerun tick).
+WRITABLE_COLUMNS = frozenset(PIPELINE_COLUMNS) | {"rerun"}
+
+RowKey = tuple[str, str, str]
+Row = dict[str, str]
+Update = tuple[RowKey, dict[str, str]]
+
+
+def row_key(row: Row) -> RowKey:
+    """What identifies a row to the pipeline: the cells a person typed to describe it."""
+    return tuple((row.get(c) or "").strip() for c in ("recording_id", "animal", "raw_path"))
+
+
+class SheetBusy(BackendUnavailable):
+    """The sheet kept changing (or was locked) while the pipeline tried to write to it."""
+
+
+class Sheet(Protocol):
+    def read_rows(self) -> list[Row]:
+        """Every non-empty row, each with all of COLUMNS present ('' where empty)."""
+
+    def apply_updates(self, updates: list[Update]) -> int:
+        """Write pipeline-column values to the rows with the given keys, in one write.
+
+        Returns the number of rows changed; keys that match no row (deleted or retyped
+        meanwhile) are skipped. Raises ValueError for a column outside WRITABLE_COLUMNS
+        (a bug) and BackendUnavailable when the sheet cannot be written now.
+        """
+
+    def append_row(self, values: Row) -> None:
+        """Add a row as a person would (used by `ephys demo` and tests, never by the poller)."""
+
+
+# backend name -> module with `open_sheet(section: dict) -> Sheet`
+BACKENDS = {"local": "pipeline.sheets.local_csv"}
+
+
+def make_sheet(config: dict) -> Sheet:
+    section = config["sheet"]
+    try:
+        module = importlib.import_module(BACKENDS[section["backend"]])
+    except KeyError:
+        raise ConfigError(f"sheet.backend {section['backend']!r} is not one of: {', '.join(BACKENDS)}.") from None
+    return module.open_sheet(section)
+
+
+def check_writable(values: dict[str, str]) -> None:
+    for col in values:
+        if col not in WRITABLE_COLUMNS:
+            raise ValueError(f"the pipeline never writes the user column {col}")

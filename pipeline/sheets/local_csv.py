@@ -15,19 +15,11 @@ import time
 from pathlib import Path
 
 from pipeline.io.atomic import write_text_atomic
-
-USER_COLUMNS = ["recording_id", "animal", "raw_path", "notes", "rerun"]
-PIPELINE_COLUMNS = ["status", "progress", "message", "results_link", "updated", "run_id"]
-COLUMNS = USER_COLUMNS + PIPELINE_COLUMNS
+from pipeline.sheets import COLUMNS, Row, SheetBusy, Update, check_writable, row_key
 
 
-def row_key(row: dict) -> tuple[str, str, str]:
-    """What identifies a row to the pipeline: the cells a person typed to describe it."""
-    return tuple((row.get(c) or "").strip() for c in ("recording_id", "animal", "raw_path"))
-
-
-class ConcurrentEditError(RuntimeError):
-    pass
+def open_sheet(section: dict) -> "LocalCsvSheet":
+    return LocalCsvSheet(section["path"])
 
 
 class LocalCsvSheet:
@@ -49,14 +41,14 @@ class LocalCsvSheet:
         rows = [{k: (v if v is not None else "") for k, v in r.items() if k is not None} for r in reader]
         return header, rows
 
-    def read_rows(self) -> list[dict]:
+    def read_rows(self) -> list[Row]:
         """All rows, with every known column present (empty where absent)."""
         self.ensure_exists()
         _, rows = self._parse(self._read_text())
         return [{c: (r.get(c) or "") for c in COLUMNS} | r for r in rows
                 if any((v or "").strip() for v in r.values())]
 
-    def apply_updates(self, updates: list[tuple[tuple[str, str, str], dict]], *, attempts: int = 20) -> int:
+    def apply_updates(self, updates: list[Update], *, attempts: int = 20) -> int:
         """Write pipeline-column changes to the rows with the given keys; one write.
 
         Returns the number of rows changed. Keys with no matching row (the person
@@ -64,6 +56,8 @@ class LocalCsvSheet:
         """
         if not updates:
             return 0
+        for _, values in updates:
+            check_writable(values)
         self.ensure_exists()
         for _ in range(attempts):
             text = self._read_text()
@@ -76,10 +70,7 @@ class LocalCsvSheet:
             for key, values in updates:
                 for row in rows:
                     if row_key(row) == key:
-                        for col, val in values.items():
-                            if col not in PIPELINE_COLUMNS and col != "rerun":
-                                raise ValueError(f"the pipeline never writes the user column {col}")
-                            row[col] = val
+                        row.update(values)
                         changed += 1
             out = io.StringIO()
             w = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator="\r\n")
@@ -92,4 +83,15 @@ class LocalCsvSheet:
                 continue
             write_text_atomic(self.path, out.getvalue())
             return changed
-        raise ConcurrentEditError(f"{self.path} kept changing while the pipeline tried to write to it")
+        raise SheetBusy(f"the sheet {self.path} kept changing while the pipeline tried to write to it; "
+                        "it will try again at the next poll.")
+
+    def append_row(self, values: Row) -> None:
+        """Add a row at the end, as a person saving the sheet would."""
+        self.ensure_exists()
+        text = self._read_text()
+        header, _ = self._parse(text)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerow([values.get(c, "") for c in header])
+        sep = "" if not text or text.endswith(("\n", "\r")) else "\r\n"
+        write_text_atomic(self.path, text + sep + out.getvalue())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import DataError
 from pipeline.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,10 @@ def read_feature_tables(paths: list[str | Path]) -> tuple[np.ndarray, np.ndarray
             if header is None:
                 header = h
             elif h != header:
-                raise ValueError(f"{p}: feature columns differ from the other segments")
+                raise DataError(f"{p}: feature columns differ from the other segments; convert the recording again (tick rerun)")
             rows.extend(r)
     if header is None or not rows:
-        raise ValueError("no epochs to score: the feature tables are empty")
+        raise DataError("no epochs to score: the feature tables are empty")
     arr = np.array(rows, dtype=np.float64)
     order = np.argsort(arr[:, 0], kind="stable")
     arr = arr[order]

@@ -10,6 +10,11 @@ import shutil
 from pathlib import Path
 
 from pipeline.io.atomic import atomic_path
+from pipeline.store import PublishResult
+
+
+def open_store(section: dict) -> "LocalFolderStore":
+    return LocalFolderStore(section["path"])
 
 
 class LocalFolderStore:
@@ -19,7 +24,7 @@ class LocalFolderStore:
     def folder(self, animal: str, recording_id: str) -> Path:
         return self.root / animal / recording_id
 
-    def publish(self, animal: str, recording_id: str, files: list[Path]) -> dict:
+    def publish(self, animal: str, recording_id: str, files: list[Path]) -> PublishResult:
         dest = self.folder(animal, recording_id)
         dest.mkdir(parents=True, exist_ok=True)
         published = []
@@ -27,4 +32,4 @@ class LocalFolderStore:
             with atomic_path(dest / src.name, suffix=src.suffix) as tmp:
                 shutil.copyfile(src, tmp)
             published.append(src.name)
-        return {"backend": "local", "folder": str(dest), "link": dest.resolve().as_uri(), "files": published}
+        return PublishResult(backend="local", link=dest.resolve().as_uri(), folder=str(dest), files=published)
