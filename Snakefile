@@ -3,17 +3,17 @@
 #
 #   snakemake --cores 2                                   every registered recording
 #   snakemake --cores 2 results/REC/published.json        one recording
+#   snakemake --configfile /lab/config.yaml --cores 2     that project (only that file is read)
 #   snakemake --profile slurm/profile                     on the cluster
 #
-# Rules hold wiring only; the work is done by `python -m pipeline <stage>` (the same
-# commands a maintainer can run by hand).
+# Rules hold wiring only: paths come from pipeline/layout.py, configuration values that
+# change an output reach the `ephys` sub-commands as explicit options through `params:`
+# (so changing one re-runs exactly the outputs it affects), and the work is done by
+# the same `ephys` commands a maintainer can run by hand.
 
 from snakemake.utils import min_version
 
 min_version("9.0")
-
-
-configfile: "config.yaml"
 
 
 include: "rules/common.smk"

@@ -236,11 +236,13 @@ class _BlockReader:
         self.files.shutdown(wait=True)
 
 
-def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_every_s: float = 30.0) -> dict:
+def convert_segment(info: dict, segment: int, out_fif: str | Path, *, qc_json: str | Path | None = None,
+                    progress_every_s: float = 30.0) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
 
-    Writes `out_fif` and a sidecar `<out_fif minus .fif>.json` (channel regions, per-channel
-    LFP RMS), both atomically. Returns the sidecar's content.
+    Writes `out_fif` and the segment's QC sidecar `qc_json` (default: `out_fif` with
+    .json; channel regions, per-channel LFP RMS), both atomically. Returns the sidecar's
+    content.
     """
     t_start = time.monotonic()
     # recording.json written before the reading index existed: scan the files instead.
@@ -311,7 +313,7 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
         "seconds": elapsed,
         "x_realtime": (n / lfp_rate) / elapsed if elapsed > 0 else None,
     }
-    write_json_atomic(Path(out_fif).with_suffix(".json"), sidecar)
+    write_json_atomic(qc_json if qc_json is not None else Path(out_fif).with_suffix(".json"), sidecar)
     log.info("segment %d: %.0f s of %d channels converted in %.1f s (%.0fx realtime)",
              segment, n / lfp_rate, len(names), elapsed, sidecar["x_realtime"] or 0)
     return sidecar

@@ -1,24 +1,39 @@
-# Shared helpers: the validated configuration, the registry, input functions.
+# Shared helpers: the configuration, the working directory, the registry, input functions.
 
 import json
-import shlex
+import os
 import sys
 from pathlib import Path
 
-from pipeline.config import validate_config
+from pipeline import layout
+from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.io.registry import Registry
 
-# The configuration file the jobs read (the one given to snakemake, else ./config.yaml).
-CONFIG_FILE = str(Path(workflow.configfiles[-1] if workflow.configfiles else "config.yaml").resolve())
-
+# The configuration is the one file given with --configfile (else ./config.yaml), read
+# and checked by the pipeline itself: nothing else is merged into it.
+if len(workflow.configfiles) > 1:
+    sys.exit("ERROR: give one configuration file (--configfile FILE); it is read alone.\n")
 try:
-    CFG = validate_config(config, base_dir=Path.cwd(), source=Path(CONFIG_FILE).name)
+    CFG = load_config(workflow.configfiles[0] if workflow.configfiles else "config.yaml")
 except ConfigError as e:
     sys.exit(f"ERROR: {e}\n")
 
-EPHYS = f"{shlex.quote(sys.executable)} -m pipeline --config {shlex.quote(CONFIG_FILE)}"
-RECORDINGS = Registry("state").read()
+
+# Everything (results/, logs/, state/) lives in the configuration file's folder.
+workdir: CFG["base_dir"]
+
+
+# Jobs run the `ephys` command of the Python environment running Snakemake.
+envvars:
+    "PATH",
+
+
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+OUT = layout.OUTPUTS
+LOG = layout.LOGS
+RECORDINGS = Registry(Path(CFG["base_dir"]) / layout.STATE_DIR).read()
 
 
 wildcard_constraints:
@@ -27,7 +42,7 @@ wildcard_constraints:
 
 
 def all_targets():
-    return [f"results/{r}/published.json" for r in RECORDINGS]
+    return [OUT["published"].format(rec=r) for r in RECORDINGS]
 
 
 def registered(rec):
@@ -36,26 +51,27 @@ def registered(rec):
     return RECORDINGS[rec]
 
 
-RAW_SUFFIXES = {".ncs", ".rhd", ".oebin", ".dat", ".continuous", ".npy"}
+def raw_inputs(wildcards):
+    """Every file inspect reads (raw data, sidecars, the folder's channel map), so that
+    Snakemake inspects again when one of them changes."""
+    from pipeline.io.raw_inputs import raw_input_files
 
-
-def raw_files(wildcards):
-    """The raw data files of a recording (any format, Open Ephys's nested folders
-    included), so Snakemake notices when they change."""
     folder = Path(registered(wildcards.rec).raw_path)
-    if not folder.is_dir():
-        return []
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in RAW_SUFFIXES)
+    return [str(p) for p in raw_input_files(folder)] if folder.is_dir() else []
 
 
 def segment_indices(rec):
-    info = checkpoints.inspect.get(rec=rec).output[0]
-    with open(info) as f:
+    with open(checkpoints.inspect.get(rec=rec).output[0]) as f:
         return range(len(json.load(f)["segments"]))
 
 
-def segment_outputs(pattern):
+def segment_outputs(name):
     def inputs(wildcards):
-        return [pattern.format(rec=wildcards.rec, k=k) for k in segment_indices(wildcards.rec)]
+        return [OUT[name].format(rec=wildcards.rec, k=k) for k in segment_indices(wildcards.rec)]
 
     return inputs
+
+
+def json_param(value):
+    """A configuration value as one compact, stable string (a param, and a CLI option)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -1,27 +1,32 @@
 checkpoint inspect:
     input:
-        raw_files,
+        raw_inputs,
     output:
-        "results/{rec}/recording.json",
+        OUT["recording_json"],
     params:
         raw=lambda w: registered(w.rec).raw_path,
         animal=lambda w: registered(w.rec).animal,
+        lfp_rate=CFG["lfp"]["rate"],
+        segment_s=CFG["lfp"]["segment_s"],
+        channel_map=json_param(CFG["channel_maps"]["default"]),
     log:
-        "logs/{rec}/inspect.log",
+        LOG["inspect"],
     shell:
-        "{EPHYS} inspect {params.raw:q} {output:q} --recording-id {wildcards.rec:q} "
-        "--animal {params.animal:q} > {log:q} 2>&1"
+        "ephys inspect {params.raw:q} {output:q} --recording-id {wildcards.rec:q} --animal {params.animal:q} "
+        "--lfp-rate {params.lfp_rate} --segment-s {params.segment_s} --channel-map {params.channel_map:q} "
+        "> {log:q} 2>&1"
 
 
 rule convert:
+    # Everything conversion needs (the filter taps included) is in recording.json.
     input:
-        "results/{rec}/recording.json",
+        OUT["recording_json"],
     output:
-        fif="results/{rec}/lfp/seg{k}.fif",
-        qc="results/{rec}/lfp/seg{k}.json",
+        fif=OUT["lfp"],
+        qc=OUT["lfp_qc"],
     log:
-        "logs/{rec}/convert/seg{k}.log",
+        LOG["convert"],
     resources:
         mem_mb=1000,
     shell:
-        "{EPHYS} convert-segment {input:q} {wildcards.k} {output.fif:q} > {log:q} 2>&1"
+        "ephys convert-segment {input:q} {wildcards.k} {output.fif:q} --qc {output.qc:q} > {log:q} 2>&1"

@@ -1,19 +1,18 @@
 rule figures:
     input:
-        info="results/{rec}/recording.json",
-        hypnogram="results/{rec}/sleep/hypnogram.tsv",
-        summary="results/{rec}/sleep/summary.json",
-        spectrograms=segment_outputs("results/{rec}/spectrogram/seg{k}.npz"),
+        info=OUT["recording_json"],
+        hypnogram=OUT["hypnogram"],
+        summary=OUT["summary"],
+        spectrograms=segment_outputs("spectrogram"),
     output:
-        overview="results/{rec}/figures/overview.png",
-        qc="results/{rec}/figures/channel_qc.png",
-        report="results/{rec}/figures/report.pdf",
+        overview=OUT["overview"],
+        qc=OUT["channel_qc"],
+        report=OUT["report"],
     params:
-        sleep_dir=lambda w: f"results/{w.rec}/sleep",
-        out_dir=lambda w: f"results/{w.rec}/figures",
         run_id=lambda w: registered(w.rec).run_id or "-",
     log:
-        "logs/{rec}/figures.log",
+        LOG["figures"],
     shell:
-        "{EPHYS} figures {input.info:q} {params.sleep_dir:q} {params.out_dir:q} "
-        "{input.spectrograms:q} --run-id {params.run_id:q} > {log:q} 2>&1"
+        "ephys figures {input.info:q} --hypnogram {input.hypnogram:q} --summary {input.summary:q} "
+        "--spectrograms {input.spectrograms:q} --overview {output.overview:q} --channel-qc {output.qc:q} "
+        "--report {output.report:q} --run-id {params.run_id:q} > {log:q} 2>&1"

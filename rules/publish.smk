@@ -1,15 +1,16 @@
 rule publish:
     input:
-        overview="results/{rec}/figures/overview.png",
-        qc="results/{rec}/figures/channel_qc.png",
-        report="results/{rec}/figures/report.pdf",
-        hypnogram="results/{rec}/sleep/hypnogram.tsv",
+        [OUT[name] for name in layout.PUBLISHED],
     output:
-        "results/{rec}/published.json",
+        OUT["published"],
     params:
         animal=lambda w: registered(w.rec).animal,
+        # The store is read from the configuration file; where it points is a param,
+        # so that moving the store publishes again.
+        config=CFG["config_file"],
+        store=json_param(CFG["store"]),
     log:
-        "logs/{rec}/publish.log",
+        LOG["publish"],
     shell:
-        "{EPHYS} publish {params.animal:q} {wildcards.rec:q} {output:q} "
-        "{input.overview:q} {input.qc:q} {input.report:q} {input.hypnogram:q} > {log:q} 2>&1"
+        "ephys --config {params.config:q} publish {params.animal:q} {wildcards.rec:q} {output:q} {input:q} "
+        "> {log:q} 2>&1"

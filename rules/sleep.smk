@@ -1,27 +1,29 @@
 rule features:
     input:
-        "results/{rec}/spectrogram/seg{k}.npz",
+        OUT["spectrogram"],
     output:
-        "results/{rec}/features/seg{k}.tsv",
+        OUT["features"],
     log:
-        "logs/{rec}/features/seg{k}.log",
+        LOG["features"],
     shell:
-        "{EPHYS} features {input:q} {output:q} > {log:q} 2>&1"
+        "ephys features {input:q} {output:q} > {log:q} 2>&1"
 
 
 rule classify:
     # Smoothing over time needs the whole recording, so this joins all segments.
     input:
-        info="results/{rec}/recording.json",
-        features=segment_outputs("results/{rec}/features/seg{k}.tsv"),
+        info=OUT["recording_json"],
+        features=segment_outputs("features"),
     output:
-        hypnogram="results/{rec}/sleep/hypnogram.tsv",
-        probabilities="results/{rec}/sleep/probabilities.tsv",
-        annotations="results/{rec}/sleep/hypnogram-annot.fif",
-        summary="results/{rec}/sleep/summary.json",
+        hypnogram=OUT["hypnogram"],
+        probabilities=OUT["probabilities"],
+        annotations=OUT["annotations"],
+        summary=OUT["summary"],
     params:
-        out_dir=lambda w: f"results/{w.rec}/sleep",
+        epoch_s=CFG["sleep"]["epoch_s"],
     log:
-        "logs/{rec}/classify.log",
+        LOG["classify"],
     shell:
-        "{EPHYS} score {input.info:q} {params.out_dir:q} {input.features:q} > {log:q} 2>&1"
+        "ephys classify {input.info:q} {input.features:q} --epoch-s {params.epoch_s} "
+        "--hypnogram {output.hypnogram:q} --probabilities {output.probabilities:q} "
+        "--annotations {output.annotations:q} --summary {output.summary:q} > {log:q} 2>&1"

@@ -1,12 +1,17 @@
 rule spectrogram:
     input:
-        info="results/{rec}/recording.json",
-        lfp="results/{rec}/lfp/seg{k}.fif",
+        info=OUT["recording_json"],
+        lfp=OUT["lfp"],
     output:
-        "results/{rec}/spectrogram/seg{k}.npz",
+        OUT["spectrogram"],
+    params:
+        epoch_s=CFG["sleep"]["epoch_s"],
+        time_bandwidth=CFG["spectrogram"]["time_bandwidth"],
+        fmax=CFG["spectrogram"]["fmax"],
     log:
-        "logs/{rec}/spectrogram/seg{k}.log",
+        LOG["spectrogram"],
     resources:
         mem_mb=1000,  # regions are averaged in chunks: ~220 MB measured for 30 min of 62 channels
     shell:
-        "{EPHYS} spectrogram {input.info:q} {input.lfp:q} {output:q} > {log:q} 2>&1"
+        "ephys spectrogram {input.info:q} {input.lfp:q} {output:q} --epoch-s {params.epoch_s} "
+        "--time-bandwidth {params.time_bandwidth} --fmax {params.fmax} > {log:q} 2>&1"

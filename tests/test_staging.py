@@ -68,7 +68,10 @@ def score_synthetic(tmp_path: Path, seed: int, duration_s: float):
         compute_spectrogram(info, out / "lfp" / f"seg{k}.fif", out / "spec" / f"seg{k}.npz", cfg)
         compute_features(out / "spec" / f"seg{k}.npz", out / "feat" / f"seg{k}.tsv")
         tables.append(out / "feat" / f"seg{k}.tsv")
-    summary = classify(tables, out / "sleep", epoch_s=4.0)
+    sleep = out / "sleep"
+    summary = classify(tables, {"hypnogram": sleep / "hypnogram.tsv", "probabilities": sleep / "probabilities.tsv",
+                                "annotations": sleep / "hypnogram-annot.fif", "summary": sleep / "summary.json"},
+                       epoch_s=4.0)
     with open(raw / "ground_truth" / "hypnogram.tsv") as f:
         truth = {round(float(r["onset_s"]), 3): r["state"] for r in csv.DictReader(f, delimiter="\t")}
     with open(out / "sleep" / "hypnogram.tsv") as f:

@@ -36,6 +36,41 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     again = project.snakemake("-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # A changed configuration value re-runs exactly the outputs it affects.
+    project.set_config(spectrogram={"time_bandwidth": 3.0})
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"spectrogram": 3, "features": 3, "classify": 1, "figures": 1,
+                                         "publish": 1, "all": 1}, dry.stdout
+    project.set_config(spectrogram={"time_bandwidth": 2.0}, lfp={"rate": 500})
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
+
+
+def test_a_config_file_given_to_snakemake_is_read_alone(project, recording_in):
+    raw = recording_in("rec1")
+    project.ephys("add", "rec1", "m1", str(raw), check=True)
+    alt = project.dir / "alt.yaml"
+    alt.write_text(project.config_path.read_text())
+    # The default config.yaml beside it is broken: with --configfile, it must not be read.
+    project.config_path.write_text(project.config_path.read_text().replace("segment_s:", "segment_seconds:"))
+    dry = project.snakemake("-n", "--cores", "1", "--configfile", str(alt))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert planned_rules(dry.stdout)["inspect"] == 1
+    # And from another folder: paths are the configuration file's folder's, not the current one's.
+    elsewhere = project.dir.parent / "elsewhere"
+    elsewhere.mkdir()
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+                           str(alt), "--cores", "1", "results/rec1/recording.json"], cwd=elsewhere,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (project.dir / "results" / "rec1" / "recording.json").exists()
+    assert not (elsewhere / "results").exists()
+
 
 def test_adding_a_recording_by_hand_checks_it_like_a_sheet_row(project, tmp_path):
     proc = project.ephys("add", "rec/1", "m1", str(project.raw))

@@ -175,31 +175,30 @@ def _summary_page(info: dict, summary: dict, run_id: str | None):
     return fig
 
 
-def make_figures(info: dict, spectrogram_paths: list[str | Path], sleep_dir: str | Path, out_dir: str | Path, *,
-                 run_id: str | None = None) -> list[Path]:
-    """Write overview.png, channel_qc.png and report.pdf into out_dir (atomically)."""
-    out_dir = Path(out_dir)
+def make_figures(info: dict, spectrogram_paths: list[str | Path], hypnogram: str | Path, summary: str | Path,
+                 outputs: dict[str, str | Path], *, run_id: str | None = None) -> list[Path]:
+    """Write the `outputs` overview (PNG), channel_qc (PNG) and report (PDF), atomically."""
     spec = load_spectrograms(spectrogram_paths)
-    onsets, states = read_hypnogram(Path(sleep_dir) / "hypnogram.tsv")
-    summary = load_summary(Path(sleep_dir) / "summary.json")
+    onsets, states = read_hypnogram(hypnogram)
+    summary = load_summary(summary)
     figs = {
-        "overview.png": plot_overview(info, spec, onsets, states, run_id=run_id),
-        "channel_qc.png": plot_channel_qc(info, run_id=run_id),
+        "overview": plot_overview(info, spec, onsets, states, run_id=run_id),
+        "channel_qc": plot_channel_qc(info, run_id=run_id),
     }
     written = []
     for name, fig in figs.items():
-        with atomic_path(out_dir / name, suffix=".png") as tmp:
+        with atomic_path(outputs[name], suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110)
-        written.append(out_dir / name)
-    with atomic_path(out_dir / "report.pdf", suffix=".pdf") as tmp:
+        written.append(Path(outputs[name]))
+    with atomic_path(outputs["report"], suffix=".pdf") as tmp:
         with PdfPages(tmp) as pdf:
             page = _summary_page(info, summary, run_id)
             pdf.savefig(page)
             plt.close(page)
             for fig in figs.values():
                 pdf.savefig(fig)
-    written.append(out_dir / "report.pdf")
+    written.append(Path(outputs["report"]))
     for fig in figs.values():
         plt.close(fig)
-    log.info("figures written to %s", out_dir)
+    log.info("figures written: %s", ", ".join(str(p) for p in written))
     return written

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import DataError
 from pipeline.io.atomic import atomic_path, write_json_atomic
 from pipeline.sleep.features import read_feature_tables
 from pipeline.sleep.hmm import STATES, smooth
@@ -39,7 +40,7 @@ def marker_matrix(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
     """Columns: delta, theta/delta, muscle (the best available feature for each)."""
     regions = sorted({k.split("_log_total")[0] for k in feats if k.endswith("_log_total")})
     if not regions:
-        raise ValueError("the features hold no brain region; check the channel map")
+        raise DataError("the features hold no brain region; check the channel map")
     pref = ["cortex"] + [r for r in regions if r != "cortex"]
     delta = _first(feats, [f"{r}_rel_delta" for r in pref])
     theta = _first(feats, [f"{r}_theta_delta" for r in ["hippocampus"] + pref])
@@ -48,7 +49,7 @@ def marker_matrix(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
         muscle = _first(feats, [f"{r}_log_gamma" for r in pref])
     chosen = [delta, theta, muscle]
     if any(c is None for c in chosen):
-        raise ValueError("the features lack delta, theta or muscle power; is fmax below 80 Hz?")
+        raise DataError("the features lack delta, theta or muscle power; is spectrogram.fmax below 80 Hz?")
     return np.column_stack([c[1] for c in chosen]), [c[0] for c in chosen]
 
 
@@ -143,7 +144,7 @@ def score_label_free(feats: dict[str, np.ndarray], valid: np.ndarray, epoch_s: f
     markers, used = marker_matrix(feats)
     finite = valid & np.all(np.isfinite(markers), axis=1)
     if finite.sum() < 10:
-        raise ValueError(f"only {int(finite.sum())} usable epochs: too few to score")
+        raise DataError(f"only {int(finite.sum())} usable epochs: too few to score")
     z = _robust_z(_rolling_mean(np.where(np.isfinite(markers), markers, 0.0), 3), finite)
     zf = z[finite]
     labels, has_rem = split_states(zf)
@@ -185,23 +186,23 @@ def bouts(names: list[str], onsets: np.ndarray, epoch_s: float) -> list[tuple[fl
     return out
 
 
-def classify(feature_tables: list[str | Path], out_dir: str | Path, *, epoch_s: float,
+def classify(feature_tables: list[str | Path], outputs: dict[str, str | Path], *, epoch_s: float,
              meas_date=None) -> dict:
-    """Score a whole recording; write hypnogram.tsv, probabilities.tsv, hypnogram-annot.fif, summary.json."""
+    """Score a whole recording; write the `outputs`: hypnogram (TSV), probabilities (TSV),
+    annotations (MNE -annot.fif) and summary (JSON). Returns the summary."""
     import mne
 
     onsets, valid, feats = read_feature_tables(feature_tables)
     states, probs, details = score_label_free(feats, valid, epoch_s)
     names = state_names(states)
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir / "hypnogram.tsv") as tmp:
+    with atomic_path(outputs["hypnogram"]) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
             w.writerow(["onset_s", "duration_s", "state", "confidence"])
             for i, name in enumerate(names):
                 conf = float(probs[i, states[i]]) if states[i] >= 0 else 0.0
                 w.writerow([f"{onsets[i]:.3f}", f"{epoch_s:g}", name, f"{conf:.3f}"])
-    with atomic_path(out_dir / "probabilities.tsv") as tmp:
+    with atomic_path(outputs["probabilities"]) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
             w.writerow(["onset_s"] + [f"p_{s}" for s in STATES])
@@ -210,7 +211,7 @@ def classify(feature_tables: list[str | Path], out_dir: str | Path, *, epoch_s: 
     merged = bouts(names, onsets, epoch_s)
     annotations = mne.Annotations([b[0] for b in merged], [b[1] for b in merged],
                                   [f"sleep_{b[2]}" for b in merged], orig_time=meas_date)
-    with atomic_path(out_dir / "hypnogram-annot.fif", suffix="-annot.fif") as tmp:
+    with atomic_path(outputs["annotations"], suffix="-annot.fif") as tmp:
         annotations.save(tmp, overwrite=True, verbose=False)
     n = len(names)
     summary = {
@@ -220,7 +221,7 @@ def classify(feature_tables: list[str | Path], out_dir: str | Path, *, epoch_s: 
         "fractions": {s: names.count(s) / n for s in (*STATES, UNCLASSIFIED)},
         "bouts": {s: sum(1 for b in merged if b[2] == s) for s in (*STATES, UNCLASSIFIED)},
     }
-    write_json_atomic(out_dir / "summary.json", summary)
+    write_json_atomic(outputs["summary"], summary)
     log.info("scored %d epochs: %s", n, ", ".join(f"{s} {100 * v:.0f}%" for s, v in summary["fractions"].items()))
     return summary
 

@@ -1,0 +1,79 @@
+"""Where everything lives: the one module that knows output, log and state paths.
+
+The Snakemake rules take their patterns from here (`{rec}` is the recording id, `{k}`
+a segment index), and the CLI, the poller and the status code ask `RecordingPaths` for
+the same files, so a path is written once. All paths are relative to the project folder
+(the folder of config.yaml), which is the workflow's working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Outputs of one recording, by stage.
+OUTPUTS = {
+    "recording_json": "results/{rec}/recording.json",
+    "lfp": "results/{rec}/lfp/seg{k}.fif",
+    "lfp_qc": "results/{rec}/lfp/seg{k}.json",
+    "spectrogram": "results/{rec}/spectrogram/seg{k}.npz",
+    "features": "results/{rec}/features/seg{k}.tsv",
+    "hypnogram": "results/{rec}/sleep/hypnogram.tsv",
+    "probabilities": "results/{rec}/sleep/probabilities.tsv",
+    "annotations": "results/{rec}/sleep/hypnogram-annot.fif",
+    "summary": "results/{rec}/sleep/summary.json",
+    "overview": "results/{rec}/figures/overview.png",
+    "channel_qc": "results/{rec}/figures/channel_qc.png",
+    "report": "results/{rec}/figures/report.pdf",
+    "published": "results/{rec}/published.json",
+}
+
+# One log per job; the first line starting with "ERROR: " says why a job failed.
+LOGS = {
+    "inspect": "logs/{rec}/inspect.log",
+    "convert": "logs/{rec}/convert/seg{k}.log",
+    "spectrogram": "logs/{rec}/spectrogram/seg{k}.log",
+    "features": "logs/{rec}/features/seg{k}.log",
+    "classify": "logs/{rec}/classify.log",
+    "figures": "logs/{rec}/figures.log",
+    "publish": "logs/{rec}/publish.log",
+}
+
+# The files the PI gets, in the results store.
+PUBLISHED = ("overview", "channel_qc", "report", "hypnogram")
+
+STATE_DIR = "state"
+REGISTRY = "state/recordings.tsv"
+RUNS_DIR = "state/runs"
+POLLER_LOCK = "state/poller.lock"
+CORE_SLOTS_DIR = "state/cores"
+RUN_LOGS_DIR = "logs/runs"
+
+
+class RecordingPaths:
+    """The outputs and logs of one recording, under the project folder `base`."""
+
+    def __init__(self, recording_id: str, base: str | Path = "."):
+        self.recording_id = recording_id
+        self.base = Path(base)
+        self.results = self.base / "results" / recording_id
+        self.logs = self.base / "logs" / recording_id
+
+    def output(self, name: str, k: int | None = None) -> Path:
+        return self.base / OUTPUTS[name].format(rec=self.recording_id, k=k)
+
+    def log(self, stage: str, k: int | None = None) -> Path:
+        return self.base / LOGS[stage].format(rec=self.recording_id, k=k)
+
+    def segment_outputs(self, name: str, n_segments: int) -> list[Path]:
+        return [self.output(name, k) for k in range(n_segments)]
+
+    def __getattr__(self, name: str) -> Path:
+        # paths.recording_json, paths.published ...: the outputs that have no segment index.
+        if name in OUTPUTS and "{k}" not in OUTPUTS[name]:
+            return self.output(name)
+        raise AttributeError(name)
+
+
+def stage_of_log(logs_dir: Path, log_file: Path) -> str:
+    """The stage a job log belongs to (`convert` for logs/REC/convert/seg3.log)."""
+    return log_file.relative_to(logs_dir).parts[0].removesuffix(".log")
