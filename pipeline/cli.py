@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import __version__
+from pipeline import __version__, layout
 from pipeline.errors import PipelineError
+from pipeline.progress import INTERNAL_ERROR
 
 log = logging.getLogger("ephys")
 
@@ -29,10 +30,13 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _config(args):
-    from pipeline.config import load_config
+def _config(args) -> dict:
+    """The configuration, read and checked once per process (when a command needs it)."""
+    if getattr(args, "_cfg", None) is None:
+        from pipeline.config import load_config
 
-    return load_config(args.config)
+        args._cfg = load_config(args.config)
+    return args._cfg
 
 
 def parse_duration(text: str) -> float:
@@ -46,6 +50,18 @@ def parse_duration(text: str) -> float:
     return sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
 
 
+def _progress_logger(what: str, every_s: float):
+    """A progress(done_s, total_s) callback that logs at most every `every_s` seconds."""
+    last = {"t": 0.0}
+
+    def progress(done_s, total_s):
+        if time.monotonic() - last["t"] > every_s or done_s >= total_s:
+            last["t"] = time.monotonic()
+            log.info("%s: %.0f%% (%.0f of %.0f s)", what, 100 * done_s / total_s, done_s, total_s)
+
+    return progress
+
+
 # -- stage commands ------------------------------------------------------------------
 def cmd_synth(args) -> int:
     from pipeline.synth import write_synthetic_recording
@@ -54,25 +70,44 @@ def cmd_synth(args) -> int:
     if args.gap:
         start, _, length = args.gap.partition(":")
         gap = (parse_duration(start), parse_duration(length))
-    last = {"t": 0.0}
-
-    def progress(done_s, total_s):
-        if time.monotonic() - last["t"] > 5 or done_s >= total_s:
-            last["t"] = time.monotonic()
-            log.info("synthetic recording: %.0f%% (%.0f of %.0f s)", 100 * done_s / total_s, done_s, total_s)
-
     summary = write_synthetic_recording(args.out_dir, duration_s=args.duration, n_channels=args.channels,
-                                        sampling_rate=args.rate, seed=args.seed, gap=gap, progress=progress)
+                                        sampling_rate=args.rate, seed=args.seed, gap=gap,
+                                        progress=_progress_logger("synthetic recording", 5))
     log.info("wrote %s", args.out_dir)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
+def _option_or_config(args, option: str, section: str, key: str):
+    """An explicit option (what the workflow passes), else the configuration's value."""
+    value = getattr(args, option)
+    return _config(args)[section][key] if value is None else value
+
+
+def _channel_map(args) -> dict:
+    if args.channel_map is None:
+        return _config(args)["channel_maps"]["default"]
+    from pipeline.errors import ConfigError
+
+    try:
+        spec = json.loads(args.channel_map)
+    except ValueError:
+        raise ConfigError(f"--channel-map is not a JSON channel map: {args.channel_map[:80]!r}.") from None
+    return spec
+
+
+def _inspect_settings(args) -> dict:
+    """The configuration values inspect uses, from options or the configuration."""
+    return {"lfp": {"rate": float(_option_or_config(args, "lfp_rate", "lfp", "rate")),
+                    "segment_s": float(_option_or_config(args, "segment_s", "lfp", "segment_s"))},
+            "channel_maps": {"default": _channel_map(args)}}
+
+
 def cmd_inspect(args) -> int:
     from pipeline.convert import inspect_recording
 
-    cfg = _config(args)
-    info = inspect_recording(args.raw_dir, args.out_json, cfg, recording_id=args.recording_id, animal=args.animal)
+    info = inspect_recording(args.raw_dir, args.out_json, _inspect_settings(args),
+                             recording_id=args.recording_id, animal=args.animal)
     print(f"{len(info['channels'])} channels at {info['sampling_rate']:g} Hz, {info['duration_s']:.1f} s, "
           f"{len(info['segments'])} segment(s), {len(info['gaps'])} gap(s)")
     return 0
@@ -81,7 +116,7 @@ def cmd_inspect(args) -> int:
 def cmd_convert_segment(args) -> int:
     from pipeline.convert import convert_segment, load_info
 
-    convert_segment(load_info(args.recording_json), args.segment, args.out_fif)
+    convert_segment(load_info(args.recording_json), args.segment, args.out_fif, qc_json=args.qc)
     return 0
 
 
@@ -89,12 +124,14 @@ def cmd_convert(args) -> int:
     """A whole recording, without Snakemake: inspect, then every segment in turn."""
     from pipeline.convert import convert_segment, inspect_recording
 
-    cfg = _config(args)
     out = Path(args.out_dir)
-    info = inspect_recording(args.raw_dir, out / "recording.json", cfg, recording_id=args.recording_id)
+    paths = {name: out / Path(pattern).relative_to("results/{rec}") for name, pattern in layout.OUTPUTS.items()}
+    info = inspect_recording(args.raw_dir, paths["recording_json"], _inspect_settings(args),
+                             recording_id=args.recording_id)
     for seg in info["segments"]:
-        convert_segment(info, seg["index"], out / "lfp" / f"seg{seg['index']}.fif")
-    print(f"LFP written to {out / 'lfp'}")
+        k = seg["index"]
+        convert_segment(info, k, str(paths["lfp"]).format(k=k), qc_json=str(paths["lfp_qc"]).format(k=k))
+    print(f"LFP written to {paths['lfp'].parent}")
     return 0
 
 
@@ -102,7 +139,11 @@ def cmd_spectrogram(args) -> int:
     from pipeline.convert import load_info
     from pipeline.spectral import compute_spectrogram
 
-    compute_spectrogram(load_info(args.recording_json), args.lfp_fif, args.out_npz, _config(args))
+    settings = {"sleep": {"epoch_s": float(_option_or_config(args, "epoch_s", "sleep", "epoch_s"))},
+                "spectrogram": {"time_bandwidth": float(_option_or_config(args, "time_bandwidth", "spectrogram",
+                                                                          "time_bandwidth")),
+                                "fmax": float(_option_or_config(args, "fmax", "spectrogram", "fmax"))}}
+    compute_spectrogram(load_info(args.recording_json), args.lfp_fif, args.out_npz, settings)
     return 0
 
 
@@ -113,15 +154,28 @@ def cmd_features(args) -> int:
     return 0
 
 
-def cmd_score(args) -> int:
+def _outputs(args, names: list[str]) -> dict[str, Path]:
+    """Output paths from their options, or named as in the layout inside --out-dir."""
+    out = {}
+    for name in names:
+        value = getattr(args, name)
+        if value is None and args.out_dir is not None:
+            value = Path(args.out_dir) / Path(layout.OUTPUTS[name]).name
+        if value is None:
+            raise SystemExit(f"ephys {args.command}: give --{name.replace('_', '-')} or --out-dir")
+        out[name] = Path(value)
+    return out
+
+
+def cmd_classify(args) -> int:
     from datetime import datetime
 
     from pipeline.convert import load_info
     from pipeline.sleep.staging import classify
 
-    cfg = _config(args)
     info = load_info(args.recording_json)
-    summary = classify(args.features, args.out_dir, epoch_s=float(cfg["sleep"]["epoch_s"]),
+    outputs = _outputs(args, ["hypnogram", "probabilities", "annotations", "summary"])
+    summary = classify(args.features, outputs, epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
                        meas_date=datetime.fromisoformat(info["start_time"]))
     print(json.dumps(summary["fractions"]))
     return 0
@@ -132,15 +186,16 @@ def cmd_figures(args) -> int:
     from pipeline.figures.report import make_figures
 
     info = load_info(args.recording_json)
-    make_figures(info, args.spectrograms, args.sleep_dir, args.out_dir, run_id=args.run_id)
+    outputs = _outputs(args, ["overview", "channel_qc", "report"])
+    make_figures(info, args.spectrograms, args.hypnogram, args.summary, outputs, run_id=args.run_id)
     return 0
 
 
 def cmd_publish(args) -> int:
-    from pipeline.publish import publish_recording
+    from pipeline.store import publish_recording
 
     result = publish_recording(_config(args), args.animal, args.recording_id, args.files, args.marker)
-    print(result["link"])
+    print(result.link)
     return 0
 
 
@@ -152,44 +207,56 @@ def cmd_add(args) -> int:
     rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
                     str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
                     run_id=new_run_id(), source="cli")
-    Registry(Path(cfg["base_dir"]) / "state").add(rec, replace=args.replace)
-    print(f"registered {rec.recording_id}; run `snakemake --cores {cfg['executor']['cores']}` "
-          f"or `snakemake results/{rec.recording_id}/published.json` to process it")
+    Registry(Path(cfg["base_dir"]) / layout.STATE_DIR).add(rec, replace=args.replace)
+    print(f"registered {rec.recording_id}; run `snakemake --cores {cfg['executor'].get('cores', 2)}` "
+          f"or `snakemake {layout.OUTPUTS['published'].format(rec=rec.recording_id)}` to process it")
     return 0
+
+
+def _print_report(report, cfg: dict) -> None:
+    print(f"registered: {len(report.registered)}, invalid rows: {len(report.invalid)}, "
+          f"running: {len(report.running)}, done: {len(report.done)}, failed: {len(report.failed)}")
+    for rec_id in report.done:
+        print(f"  {rec_id}: done")
+    for rec_id in report.failed:
+        print(f"  {rec_id}: failed (see its row's message, or `ephys status`)")
 
 
 def cmd_poll(args) -> int:
-    from pipeline.poller import Poller, poll_forever, poller_lock
+    from pipeline.poller import Poller, poll_forever, poll_until_settled, poller_lock
 
     cfg = _config(args)
-    with poller_lock(Path(cfg["base_dir"]) / "state"):
-        if args.once:
-            report = Poller(cfg, args.config).poll_once()
-            print(f"registered: {len(report.registered)}, invalid rows: {len(report.invalid)}, "
-                  f"done: {len(report.done)}, failed: {len(report.failed)}")
-            for rec_id in report.done:
-                print(f"  {rec_id}: results in {Path(cfg['store']['path'])}")
-            return 1 if report.failed else 0
-        poll_forever(lambda: Poller(_config(args), args.config), float(cfg["poller"]["interval_s"]))
-    return 0
+    with poller_lock(cfg["base_dir"]):
+        if args.until_done:
+            def show(report):
+                for row in recording_states(cfg, only=report.running):
+                    log.info("%s: %s", row["recording_id"], row["progress"])
+
+            report = poll_until_settled(lambda: Poller(cfg), every_s=args.every, on_poll=show)
+        elif args.once:
+            report = Poller(cfg).poll_once()
+        else:
+            poll_forever(lambda: Poller(cfg), float(cfg["poller"]["interval_s"]))
+            return 0
+    _print_report(report, cfg)
+    return 1 if report.failed else 0
 
 
-def recording_states(cfg: dict) -> list[dict]:
+def recording_states(cfg: dict, *, only: list[str] | None = None) -> list[dict]:
+    """Every registered recording (or those in `only`) with its state, as `ephys status` shows it."""
+    from pipeline.executor import RunFiles, make_executor
     from pipeline.io.registry import Registry
-    from pipeline.poller import failure_message, recording_progress
+    from pipeline.progress import recording_state
 
     base = Path(cfg["base_dir"])
+    runs, executor = RunFiles(base), make_executor(cfg)
     out = []
-    for rec in Registry(base / "state").read().values():
-        p = recording_progress(base, rec.recording_id)
-        err = failure_message(base, rec.recording_id, 0) if p.fraction < 1 else None
-        state = "done" if p.fraction >= 1 else ("failed" if err else ("started" if p.fraction > 0 else "registered"))
-        link = ""
-        marker = base / "results" / rec.recording_id / "published.json"
-        if marker.exists():
-            link = json.loads(marker.read_text())["link"]
-        out.append({"recording_id": rec.recording_id, "animal": rec.animal, "state": state,
-                    "progress": p.text, "message": err or "", "results": link})
+    for rec in Registry(base / layout.STATE_DIR).read().values():
+        if only is not None and rec.recording_id not in only:
+            continue
+        st = recording_state(base, rec.recording_id, runs.load(rec.run_id), executor)
+        out.append({"recording_id": rec.recording_id, "animal": rec.animal, "state": st.state,
+                    "progress": st.progress, "message": st.message, "results": st.link})
     return out
 
 
@@ -212,8 +279,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Synthetic recording -> a row in the local sheet -> one poll -> figures."""
-    from pipeline.sheets.local_csv import LocalCsvSheet
+    """Synthetic recording -> a row in the sheet -> polls until it is done -> figures."""
+    from pipeline.poller import Poller, poll_until_settled, poller_lock
+    from pipeline.sheets import make_sheet
     from pipeline.synth import write_synthetic_recording
 
     cfg = _config(args)
@@ -222,37 +290,38 @@ def cmd_demo(args) -> int:
     if not any(raw_dir.glob("*.ncs")):
         log.info("writing a %.0f-minute synthetic recording (%d channels at %g Hz) to %s",
                  args.duration / 60, args.channels, args.rate, raw_dir)
-        last = {"t": 0.0}
-
-        def progress(done_s, total_s):
-            if time.monotonic() - last["t"] > 10 or done_s >= total_s:
-                last["t"] = time.monotonic()
-                log.info("synthetic recording: %.0f%%", 100 * done_s / total_s)
-
         write_synthetic_recording(raw_dir, duration_s=args.duration, n_channels=args.channels,
-                                  sampling_rate=args.rate, seed=args.seed, progress=progress)
-    sheet = LocalCsvSheet(cfg["sheet"]["path"])
+                                  sampling_rate=args.rate, seed=args.seed, progress=_progress_logger("synthetic recording", 10))
+    sheet = make_sheet(cfg)
     if not any(r["recording_id"] == args.recording_id for r in sheet.read_rows()):
-        import csv
+        sheet.append_row({"recording_id": args.recording_id, "animal": args.animal, "raw_path": str(raw_dir),
+                          "notes": "synthetic demo recording"})
+        log.info("added a row for %s to the sheet", args.recording_id)
 
-        sheet.ensure_exists()
-        with open(sheet.path, "a", newline="", encoding="utf-8") as f:
-            csv.writer(f, lineterminator="\r\n").writerow(
-                [args.recording_id, args.animal, str(raw_dir), "synthetic demo recording", ""])
-        log.info("added a row for %s to the sheet %s", args.recording_id, sheet.path)
-    from pipeline.poller import Poller, poller_lock
+    def show(report):
+        for row in recording_states(cfg, only=report.running):
+            log.info("%s: %s", row["recording_id"], row["progress"])
 
-    with poller_lock(Path(cfg["base_dir"]) / "state"):
-        report = Poller(cfg, args.config).poll_once()
+    with poller_lock(cfg["base_dir"]):
+        poll_until_settled(lambda: Poller(cfg), every_s=2.0, on_poll=show)
     row = next(r for r in sheet.read_rows() if r["recording_id"] == args.recording_id)
     print(f"\nsheet row {args.recording_id}: status={row['status']}  progress={row['progress']}")
     print(f"  message: {row['message']}")
-    if row["status"] == "done":
+    if row["status"] != "done":
+        return 1
+    print(f"  results: {row['results_link']}")
+    if cfg["store"]["backend"] == "local":
         folder = Path(cfg["store"]["path"]) / args.animal / args.recording_id
         print(f"  figures: {folder / 'overview.png'}")
         print(f"  report:  {folder / 'report.pdf'}")
-        return 0
-    return 1 if report.failed or row["status"] != "done" else 0
+    return 0
+
+
+def _inspect_options(s) -> None:
+    s.add_argument("--lfp-rate", type=float, help="LFP sampling rate in Hz (default: lfp.rate)")
+    s.add_argument("--segment-s", type=float, help="segment length in s (default: lfp.segment_s)")
+    s.add_argument("--channel-map", help="the default channel map as JSON (default: channel_maps.default); "
+                                         "a channel_map.yaml in the raw folder wins over it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,24 +345,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_json")
     s.add_argument("--recording-id")
     s.add_argument("--animal")
+    _inspect_options(s)
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("convert", help="convert a whole raw recording to LFP segments, without Snakemake")
     s.add_argument("raw_dir")
-    s.add_argument("out_dir")
+    s.add_argument("out_dir", help="gets recording.json and lfp/ (as results/REC/ in the workflow)")
     s.add_argument("--recording-id")
+    _inspect_options(s)
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("convert-segment", help="convert one time segment (what the workflow runs)")
     s.add_argument("recording_json")
     s.add_argument("segment", type=int)
     s.add_argument("out_fif")
+    s.add_argument("--qc", help="the segment's QC sidecar to write (default: OUT_FIF with .json)")
     s.set_defaults(func=cmd_convert_segment)
 
     s = sub.add_parser("spectrogram", help="multitaper spectrograms per region of one LFP segment")
     s.add_argument("recording_json")
     s.add_argument("lfp_fif")
     s.add_argument("out_npz")
+    s.add_argument("--epoch-s", type=float, help="epoch (window) length in s (default: sleep.epoch_s)")
+    s.add_argument("--time-bandwidth", type=float, help="multitaper NW (default: spectrogram.time_bandwidth)")
+    s.add_argument("--fmax", type=float, help="highest frequency kept in Hz (default: spectrogram.fmax)")
     s.set_defaults(func=cmd_spectrogram)
 
     s = sub.add_parser("features", help="per-epoch sleep features of one segment's spectrograms")
@@ -301,17 +376,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_tsv")
     s.set_defaults(func=cmd_features)
 
-    s = sub.add_parser("score", help="score sleep states of a whole recording from its feature tables")
+    s = sub.add_parser("classify", help="score sleep states of a whole recording from its feature tables")
     s.add_argument("recording_json")
-    s.add_argument("out_dir")
     s.add_argument("features", nargs="+")
-    s.set_defaults(func=cmd_score)
+    s.add_argument("--epoch-s", type=float, help="epoch length in s (default: sleep.epoch_s)")
+    for name in ("hypnogram", "probabilities", "annotations", "summary"):
+        s.add_argument(f"--{name}", help=f"where to write the {name} ({Path(layout.OUTPUTS[name]).name})")
+    s.add_argument("--out-dir", help="write all four under their usual names in this folder")
+    s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("figures", help="draw the figures and the PDF report")
     s.add_argument("recording_json")
-    s.add_argument("sleep_dir")
-    s.add_argument("out_dir")
-    s.add_argument("spectrograms", nargs="+")
+    s.add_argument("--hypnogram", required=True)
+    s.add_argument("--summary", required=True)
+    s.add_argument("--spectrograms", nargs="+", required=True)
+    for name in ("overview", "channel_qc", "report"):
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name,
+                       help=f"where to write {Path(layout.OUTPUTS[name]).name}")
+    s.add_argument("--out-dir", help="write all three under their usual names in this folder")
     s.add_argument("--run-id")
     s.set_defaults(func=cmd_figures)
 
@@ -330,15 +412,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace", action="store_true", help="replace a registration with the same id")
     s.set_defaults(func=cmd_add)
 
-    s = sub.add_parser("poll", help="read the sheet, process new rows, write their status back")
-    s.add_argument("--once", action="store_true", help="one poll, then exit (default: poll every poller.interval_s)")
+    s = sub.add_parser("poll", help="read the sheet, start new rows, write every row's progress back")
+    s.add_argument("--once", action="store_true",
+                   help="one poll, then exit; it returns within seconds, runs go on in the background "
+                        "(default: poll every poller.interval_s)")
+    s.add_argument("--until-done", action="store_true",
+                   help="poll every few seconds until no run is going on, then exit")
+    s.add_argument("--every", type=float, default=2.0, help="seconds between polls with --until-done (default 2)")
     s.set_defaults(func=cmd_poll)
 
     s = sub.add_parser("status", help="table of registered recordings and how far each has got")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("demo", help="synthetic recording -> local sheet row -> one poll -> figures")
+    s = sub.add_parser("demo", help="synthetic recording -> a sheet row -> polls until done -> figures")
     s.add_argument("--duration", type=parse_duration, default=1800.0, help="default 30m")
     s.add_argument("--channels", type=int, default=64)
     s.add_argument("--rate", type=float, default=32000.0)
@@ -349,25 +436,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Stages the workflow runs as jobs: each holds a core slot while it works when the
+# local executor shares cores between runs (see pipeline.executor.slots).
+STAGE_COMMANDS = {"inspect", "convert-segment", "spectrogram", "features", "classify", "figures"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        if args.command in STAGE_COMMANDS:
+            from pipeline.executor.slots import hold_core_slot
+
+            hold_core_slot()
         return args.func(args)
     except PipelineError as e:
-        print(f"ERROR: {e}", file=sys.stderr, flush=True)
-        return 2
-    except ValueError as e:
-        # Bad data found by the analysis (empty features, no good channel ...): say it plainly.
         print(f"ERROR: {e}", file=sys.stderr, flush=True)
         log.debug("details", exc_info=True)
         return 2
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug: the sheet gets one line, the log the traceback
+    except Exception as e:  # a bug: the log gets the traceback, the sheet one line
         log.exception("unexpected error")
-        print(f"ERROR: internal error in `ephys {args.command}` ({type(e).__name__}: {e}); "
+        detail = str(e).splitlines()[0][:300] if str(e) else ""
+        print(f"ERROR: {INTERNAL_ERROR} in `ephys {args.command}` ({type(e).__name__}{': ' + detail if detail else ''}); "
               "please tell a maintainer.", file=sys.stderr, flush=True)
         return 3
 

@@ -1,126 +1,49 @@
-"""One poll: read the sheet, reconcile it with the file system, run the work, write back.
+"""The poller: one poll reads the sheet, registers and starts new rows, reads how every
+active run is doing from the file system, writes all changes back, and returns.
 
-The sheet is only the trigger: valid rows are registered in state/recordings.tsv and
-Snakemake reads that. What a recording has reached is read from its outputs and logs,
-so a poller that was killed picks up where things are. A row is claimed (`queued`,
-with a run id) before any work starts, and every change of one poll goes to the sheet
-in one batched write, to rows found by who they are rather than where they were.
+A poll never waits for work: runs go on in the background (see pipeline.executor), and
+each poll reports where they stand. The sheet is only the trigger: valid rows are
+registered in state/recordings.tsv, which Snakemake reads. A row is claimed on disk
+(the registry and a run file) before its run starts, and the sheet is told in the
+poll's one batched write; a poller killed in between finds the unacknowledged run at
+its next poll and adopts it, so nothing is ever started twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.errors import PipelineError, RowError
+from pipeline import layout
+from pipeline.errors import BackendUnavailable, PipelineError, RowError
+from pipeline.executor import Executor, Run, RunFiles, make_executor, now_iso
 from pipeline.io.registry import Recording, Registry, check_name, new_run_id, resolve_raw_path
-from pipeline.sheets.local_csv import LocalCsvSheet, row_key
+from pipeline.layout import RecordingPaths
+from pipeline.progress import recording_state
+from pipeline.sheets import Row, Sheet, Update, make_sheet, row_key
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SNAKEFILE = REPO_ROOT / "Snakefile"
 TRUTHY = {"1", "true", "yes", "y", "x", "✓", "☑", "rerun"}
-
-# Pipeline stages in order, with the outputs that show each is done.
-STAGES = ("inspect", "convert", "spectrogram", "features", "classify", "figures", "publish")
-STAGE_WORDS = {
-    "inspect": "Checking the raw files", "convert": "Converting to LFP", "spectrogram": "Computing spectrograms",
-    "features": "Computing sleep features", "classify": "Scoring sleep states", "figures": "Drawing figures",
-    "publish": "Publishing results",
-}
+ACTIVE = ("queued", "running")
 
 
 def now_text() -> str:
     return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def make_sheet(config: dict):
-    if config["sheet"]["backend"] == "local":
-        return LocalCsvSheet(config["sheet"]["path"])
-    raise PipelineError(f"unknown sheet back-end {config['sheet']['backend']!r}")
-
-
-@dataclass
-class Progress:
-    fraction: float
-    stage: str
-    text: str
-
-
-def recording_progress(base: Path, rec_id: str) -> Progress:
-    """How far a recording has got, from the files it has left behind."""
-    res = base / "results" / rec_id
-    if (res / "published.json").exists():
-        return Progress(1.0, "publish", "100% · published")
-    info_path = res / "recording.json"
-    if not info_path.exists():
-        return Progress(0.0, "inspect", "0% · " + STAGE_WORDS["inspect"])
-    try:
-        n = len(json.loads(info_path.read_text())["segments"])
-    except (OSError, ValueError, KeyError):
-        n = 1
-    counts = {
-        "convert": len(list((res / "lfp").glob("seg*.fif"))),
-        "spectrogram": len(list((res / "spectrogram").glob("seg*.npz"))),
-        "features": len(list((res / "features").glob("seg*.tsv"))),
-    }
-    weights = {"inspect": 2, "convert": 60, "spectrogram": 10, "features": 5, "classify": 5, "figures": 10, "publish": 8}
-    done = weights["inspect"] + sum(weights[s] * min(counts[s], n) / n for s in counts)
-    stage = next((s for s in ("convert", "spectrogram", "features") if counts[s] < n), None)
-    if stage:
-        text = f"{STAGE_WORDS[stage]} ({counts[stage]}/{n} segments)"
-    elif not (res / "sleep" / "summary.json").exists():
-        stage, text = "classify", STAGE_WORDS["classify"]
-    elif not (res / "figures" / "report.pdf").exists():
-        done += weights["classify"]
-        stage, text = "figures", STAGE_WORDS["figures"]
-    else:
-        done += weights["classify"] + weights["figures"]
-        stage, text = "publish", STAGE_WORDS["publish"]
-    frac = done / sum(weights.values())
-    return Progress(frac, stage, f"{int(100 * frac)}% · {text}")
-
-
-def failure_message(base: Path, rec_id: str, since: float) -> str | None:
-    """The first error a stage of this run wrote into its log, in plain words."""
-    logs = base / "logs" / rec_id
-    found = []
-    if logs.is_dir():
-        for p in logs.rglob("*.log"):
-            try:
-                if p.stat().st_mtime < since - 1:
-                    continue
-                for line in p.read_text(errors="replace").splitlines():
-                    if line.startswith("ERROR: "):
-                        stage = p.relative_to(logs).parts[0].removesuffix(".log")
-                        found.append((STAGES.index(stage) if stage in STAGES else 99, p.stat().st_mtime,
-                                      stage, line[len("ERROR: "):]))
-                        break
-            except OSError:
-                continue
-    if not found:
-        return None
-    found.sort()
-    _, _, stage, msg = found[0]
-    return f"{STAGE_WORDS.get(stage, stage)} failed: {msg}"
-
-
 @contextlib.contextmanager
-def poller_lock(state_dir: Path):
+def poller_lock(base: str | Path):
     """Refuse to start while another poller runs (the lock dies with its process)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "poller.lock"
+    path = Path(base) / layout.POLLER_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,24 +65,29 @@ def poller_lock(state_dir: Path):
 
 @dataclass
 class PollReport:
-    registered: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)  # rows claimed and started in this poll
     invalid: list[str] = field(default_factory=list)
-    ran: list[str] = field(default_factory=list)
-    done: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)  # runs going on after this poll
+    done: list[str] = field(default_factory=list)  # runs that finished in this poll
     failed: list[str] = field(default_factory=list)
     rows_written: int = 0
 
+    @property
+    def active(self) -> bool:
+        return bool(self.running)
+
 
 class Poller:
-    def __init__(self, config: dict, config_path: str | Path):
+    def __init__(self, config: dict, *, sheet: Sheet | None = None, executor: Executor | None = None):
         self.config = config
-        self.config_path = str(Path(config_path).resolve())
         self.base = Path(config["base_dir"])
-        self.sheet = make_sheet(config)
-        self.registry = Registry(self.base / "state")
+        self.sheet = sheet or make_sheet(config)
+        self.executor = executor or make_executor(config)
+        self.registry = Registry(self.base / layout.STATE_DIR)
+        self.runs = RunFiles(self.base)
 
     # -- validation -------------------------------------------------------------
-    def _validate(self, row: dict, rows: list[dict], registered: dict[str, Recording]) -> Recording:
+    def _validate(self, row: Row, rows: list[Row], registered: dict[str, Recording]) -> Recording:
         rec_id = check_name(row.get("recording_id", ""), "recording id")
         animal = check_name(row.get("animal", ""), "animal")
         raw = resolve_raw_path(row.get("raw_path", ""), self.config["data_roots"])
@@ -178,9 +106,8 @@ class Poller:
         report = PollReport()
         rows = self.sheet.read_rows()
         registered = self.registry.read()
-        claims: list[tuple[tuple, dict]] = []
-        to_run: dict[str, tuple] = {}
-        forced: list[str] = []
+        updates: list[Update] = []
+        told: list[Run] = []  # runs the sheet is told of by this poll's write
         for row in rows:
             key = row_key(row)
             status = (row.get("status") or "").strip().lower()
@@ -188,128 +115,119 @@ class Poller:
             if status in ("", "invalid") or rerun:
                 try:
                     rec = self._validate(row, rows, registered)
-                    old = registered.get(rec.recording_id)
-                    if old and not rerun and (old.raw_path != rec.raw_path or old.animal != rec.animal):
-                        raise RowError(
-                            f"The recording id '{rec.recording_id}' is already used for another recording "
-                            f"(animal {old.animal}). Please choose a different id, or tick rerun to replace it."
-                        )
                 except RowError as e:
                     msg = str(e)
                     if status != "invalid" or row.get("message") != msg:
-                        claims.append((key, {"status": "invalid", "message": msg, "progress": "",
-                                             "updated": now_text()}))
+                        updates.append((key, {"status": "invalid", "message": msg, "progress": "",
+                                              "updated": now_text()}))
                     report.invalid.append(key[0] or "(no id)")
                     continue
-                rec.run_id = new_run_id()
-                self.registry.add(rec, replace=True)
+                old = registered.get(rec.recording_id)
+                if old and not rerun and (old.raw_path != rec.raw_path or old.animal != rec.animal):
+                    msg = (f"The recording id '{rec.recording_id}' is already used for another recording "
+                           f"(animal {old.animal}). Please choose a different id, or tick rerun to replace it.")
+                    if status != "invalid" or row.get("message") != msg:
+                        updates.append((key, {"status": "invalid", "message": msg, "progress": "",
+                                              "updated": now_text()}))
+                    report.invalid.append(rec.recording_id)
+                    continue
+                run = None if rerun else self._unacknowledged_run(old, rec)
+                if run is None:
+                    run = self._claim_and_start(rec, old, rerun=rerun)
+                    report.registered.append(rec.recording_id)
                 registered[rec.recording_id] = rec
-                to_run[rec.recording_id] = key
+                told.append(run)
+                fresh = {"run_id": run.run_id, "rerun": ""}
                 if rerun:
-                    forced.append(rec.recording_id)
-                    # Not published until this run publishes again.
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.base / "results" / rec.recording_id / "published.json").unlink()
-                report.registered.append(rec.recording_id)
-                claims.append((key, {"status": "queued", "message": "Waiting to start.", "progress": "0%",
-                                     "run_id": rec.run_id, "rerun": "", "results_link": "" if rerun else row.get("results_link", ""),
-                                     "updated": now_text()}))
-            elif status in ("queued", "running"):
-                rec_id = key[0]
-                if rec_id in registered:  # the poller that claimed it stopped: resume
-                    to_run[rec_id] = key
-        report.rows_written += self.sheet.apply_updates(claims)
-        if to_run:
-            report.ran = list(to_run)
-            self._run(to_run, forced, report)
+                    fresh["results_link"] = ""
+                updates.append((key, fresh | self._row_state(rec.recording_id, run, row, report, force=True)))
+            elif status in ACTIVE:
+                rec = registered.get(key[0])
+                if rec is None:
+                    continue  # claimed by a registry that is gone; a person can tick rerun
+                run = self.runs.load(rec.run_id)
+                if run is None:  # claimed, but the poller stopped before the run file was written
+                    run = self._claim_and_start(rec, None, rerun=False, run_id=rec.run_id)
+                values = self._row_state(rec.recording_id, run, row, report)
+                if values:
+                    updates.append((key, values))
+        report.rows_written += self.sheet.apply_updates(updates)
+        for run in told:
+            if not run.acknowledged:
+                run.acknowledged = True
+                self.runs.save(run)
         return report
 
-    def _run(self, to_run: dict[str, tuple], forced: list[str], report: PollReport) -> None:
-        started = time.time()
-        run_tag = datetime.now().strftime("%Y%m%d-%H%M%S")
-        log_path = self.base / "logs" / "poller" / f"snakemake-{run_tag}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = snakemake_command(self.config, self.config_path,
-                                [f"results/{r}/published.json" for r in to_run],
-                                forcerun=[f"results/{r}/recording.json" for r in forced])
-        log.info("running snakemake for %s (log: %s)", ", ".join(to_run), log_path)
-        last_progress: dict[str, str] = {}
-        interval = float(self.config["poller"]["progress_interval_s"])
-        with open(log_path, "w") as out:
-            proc = subprocess.Popen(cmd, cwd=self.base, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_stop_with_parent)
-            try:
-                while True:
-                    try:
-                        proc.wait(timeout=interval)
-                        break
-                    except subprocess.TimeoutExpired:
-                        self._write_progress(to_run, last_progress, report)
-            except BaseException:
-                # Stopped by a signal: stop Snakemake too; the next poll resumes.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
-                raise
-        updates = []
-        for rec_id, key in to_run.items():
-            res = self.base / "results" / rec_id
-            marker = res / "published.json"
-            if marker.exists():
-                pub = json.loads(marker.read_text())
-                summary = res / "sleep" / "summary.json"
-                frac = json.loads(summary.read_text())["fractions"] if summary.exists() else {}
-                states = ", ".join(f"{s} {100 * frac[s]:.0f}%" for s in ("wake", "nrem", "rem") if s in frac)
-                updates.append((key, {"status": "done", "progress": "100%",
-                                      "message": f"Finished: {len(pub['files'])} files published ({states}).",
-                                      "results_link": pub["link"], "updated": now_text()}))
-                report.done.append(rec_id)
-            else:
-                msg = failure_message(self.base, rec_id, started) or (
-                    f"The run stopped before finishing; a maintainer can read {log_path.relative_to(self.base)}.")
-                updates.append((key, {"status": "failed", "message": msg, "updated": now_text()}))
-                report.failed.append(rec_id)
-        report.rows_written += self.sheet.apply_updates(updates)
+    def _unacknowledged_run(self, old: Recording | None, rec: Recording) -> Run | None:
+        """A run started for this very row by a poll whose sheet write never happened."""
+        if old is None or old.raw_path != rec.raw_path or old.animal != rec.animal:
+            return None
+        run = self.runs.load(old.run_id)
+        if run is not None and not run.acknowledged:
+            log.info("%s: adopting run %s, started by a poll that could not tell the sheet", rec.recording_id, run.run_id)
+            rec.run_id = run.run_id
+            return run
+        return None
 
-    def _write_progress(self, to_run: dict[str, tuple], last: dict[str, str], report: PollReport) -> None:
-        updates = []
-        for rec_id, key in to_run.items():
-            p = recording_progress(self.base, rec_id)
-            if last.get(rec_id) != p.text:
-                last[rec_id] = p.text
-                updates.append((key, {"status": "running", "progress": p.text, "message": "", "updated": now_text()}))
-        try:
-            report.rows_written += self.sheet.apply_updates(updates)
-        except Exception as e:  # progress is best effort; the final write reports the outcome
-            log.warning("could not write progress to the sheet: %s", e)
+    def _claim_and_start(self, rec: Recording, old: Recording | None, *, rerun: bool,
+                         run_id: str | None = None) -> Run:
+        """Register `rec`, write its run file, then start it: the claim is on disk first."""
+        if old is not None:  # one run at a time per recording
+            previous = self.runs.load(old.run_id)
+            if previous is not None and self.executor.is_running(previous):
+                log.info("%s: stopping run %s before starting another", rec.recording_id, previous.run_id)
+                self.executor.stop(previous)
+        rec.run_id = run_id or new_run_id()
+        self.registry.add(rec, replace=True)
+        paths = RecordingPaths(rec.recording_id)
+        run = Run(run_id=rec.run_id, recordings=[rec.recording_id], targets=[str(paths.published)],
+                  forcerun=[str(paths.recording_json)] if rerun else [], created_at=now_iso())
+        if rerun:
+            # Not published until this run publishes again.
+            with contextlib.suppress(FileNotFoundError):
+                (self.base / paths.published).unlink()
+        self.runs.save(run)
+        self.executor.start(run)
+        self.runs.save(run)
+        log.info("%s: started run %s (%s executor, log %s)", rec.recording_id, run.run_id, run.backend, run.log)
+        return run
+
+    def _row_state(self, rec_id: str, run: Run, row: Row, report: PollReport, *, force: bool = False) -> dict:
+        """The pipeline cells of a row whose run is `run`; {} when nothing changed."""
+        st = recording_state(self.base, rec_id, run, self.executor)
+        if st.state == "running":
+            report.running.append(rec_id)
+            values = {"status": "running", "progress": st.progress, "message": ""}
+        elif st.state == "done":
+            report.done.append(rec_id)
+            values = {"status": "done", "progress": "100%", "message": st.message, "results_link": st.link}
+        else:
+            report.failed.append(rec_id)
+            values = {"status": "failed", "progress": st.progress, "message": st.message}
+        if not force and all((row.get(c) or "") == v for c, v in values.items()):
+            return {}
+        return values | {"updated": now_text()}
 
 
-def _stop_with_parent() -> None:
-    """In the Snakemake child: get SIGTERM if the poller dies, even by SIGKILL (Linux).
-
-    Otherwise a killed poller leaves Snakemake running unwatched, holding the working
-    directory's lock, and the next poller could not resume the run.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def snakemake_command(config: dict, config_path: str, targets: list[str], *, forcerun: list[str] = ()) -> list[str]:
-    """The Snakemake command line, as a list (never through a shell)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile", config_path,
-           "--directory", config["base_dir"], "--cores", str(config["executor"]["cores"]),
-           "--keep-going", "--rerun-incomplete", "--printshellcmds"]
-    if forcerun:
-        cmd += ["--forcerun", *forcerun]
-    return cmd + ["--", *targets]
+def poll_until_settled(poller_factory, *, every_s: float = 2.0, on_poll=None) -> PollReport:
+    """Poll until no run is going on; returns a report of everything that happened."""
+    total = PollReport()
+    while True:
+        report = poller_factory().poll_once()
+        for name in ("registered", "invalid", "done", "failed"):
+            getattr(total, name).extend(x for x in getattr(report, name) if x not in getattr(total, name))
+        total.rows_written += report.rows_written
+        total.running = report.running
+        if on_poll:
+            on_poll(report)
+        if not report.active:
+            return total
+        time.sleep(every_s)
 
 
 def poll_forever(poller_factory, interval_s: float) -> None:
+    """Poll every `interval_s` until SIGTERM or SIGINT. A back-end that cannot be reached,
+    or any other failure of one poll, is logged in one sentence and tried again."""
     stop = {"now": False}
 
     def _stop(signum, frame):
@@ -320,13 +238,14 @@ def poll_forever(poller_factory, interval_s: float) -> None:
     while not stop["now"]:
         try:
             report = poller_factory().poll_once()
-            log.info("poll: %d registered, %d invalid, %d done, %d failed", len(report.registered),
-                     len(report.invalid), len(report.done), len(report.failed))
+            log.info("poll: %d started, %d invalid, %d running, %d done, %d failed", len(report.registered),
+                     len(report.invalid), len(report.running), len(report.done), len(report.failed))
+        except BackendUnavailable as e:
+            log.warning("%s", e)
         except PipelineError as e:
             log.error("%s", e)
-        except OSError as e:
-            log.error("poll failed, will try again: %s", e)
-        for _ in range(int(interval_s * 10)):
-            if stop["now"]:
-                break
+        except Exception:  # noqa: BLE001 - a bug in one poll must not stop the service
+            log.exception("internal error during a poll; trying again at the next one")
+        deadline = time.monotonic() + interval_s
+        while not stop["now"] and time.monotonic() < deadline:
             time.sleep(0.1)

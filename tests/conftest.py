@@ -100,7 +100,7 @@ def project(tmp_path) -> Project:
     d.mkdir()
     shutil.copy(REPO / "config.yaml", d / "config.yaml")
     p = Project(d)
-    p.set_config(lfp={"segment_s": 60}, executor={"cores": 2}, poller={"progress_interval_s": 1})
+    p.set_config(lfp={"segment_s": 60}, executor={"cores": 2})
     p.raw.mkdir()
     return p
 

@@ -1,0 +1,135 @@
+"""Running the workflow for some recordings: the interface every executor implements,
+the run files that say on disk what is going on, and the factory that picks a back-end.
+
+A poll never waits for work: it starts a run and returns. Whether a run is still going
+is asked of the executor with the run file in hand (a process id locally, job ids on
+SLURM), so a poller that was killed, or a second process such as `ephys status`, knows
+as much as the one that started it. What a run achieved is read from its outputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from pipeline import layout
+from pipeline.errors import ConfigError
+from pipeline.io.atomic import write_json_atomic
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SNAKEFILE = REPO_ROOT / "Snakefile"
+
+
+@dataclass
+class Run:
+    """One start of the workflow for some recordings, as state/runs/<run_id>.json keeps it."""
+
+    run_id: str
+    recordings: list[str]
+    targets: list[str]
+    forcerun: list[str] = field(default_factory=list)
+    backend: str = ""
+    command: list[str] = field(default_factory=list)
+    log: str = ""  # the workflow's own log, relative to the project folder
+    created_at: str = ""
+    started_at: str = ""
+    pid: int | None = None
+    pid_started: int | None = None  # the process's start time (clock ticks since boot): tells a reused pid apart
+    acknowledged: bool = False  # the sheet has been told of this run (see Poller)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Run":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class RunFiles:
+    """state/runs/: one JSON file per run, replaced atomically."""
+
+    def __init__(self, base: str | Path):
+        self.base = Path(base)
+        self.dir = self.base / layout.RUNS_DIR
+
+    def path(self, run_id: str) -> Path:
+        return self.dir / f"{run_id}.json"
+
+    def save(self, run: Run) -> None:
+        write_json_atomic(self.path(run.run_id), run.to_json())
+
+    def load(self, run_id: str) -> Run | None:
+        if not run_id:
+            return None
+        try:
+            with open(self.path(run_id), encoding="utf-8") as f:
+                return Run.from_json(json.load(f))
+        except FileNotFoundError:
+            return None
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self, run: Run) -> None:
+        """Start the workflow for `run` in the background and fill in how to find it
+        again (pid, job ids); the caller saves the run file. Returns at once."""
+
+    def is_running(self, run: Run) -> bool:
+        """Whether the run is still going (from the run file alone, in any process)."""
+
+    def stop(self, run: Run) -> None:
+        """Stop the run and its jobs; outputs already complete stay."""
+
+
+def snakemake_command(config: dict, run: Run, *extra: str) -> list[str]:
+    """The Snakemake command line for a run, as a list (never through a shell)."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+           "--configfile", config["config_file"], "--directory", config["base_dir"],
+           "--keep-going", "--rerun-incomplete", "--printshellcmds", *extra]
+    if run.forcerun:
+        cmd += ["--forcerun", *run.forcerun]
+    return cmd + ["--", *run.targets]
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# backend name -> module with `open_executor(config: dict) -> Executor`
+BACKENDS = {"local": "pipeline.executor.local"}
+
+
+def make_executor(config: dict) -> Executor:
+    name = config["executor"]["backend"]
+    try:
+        module = importlib.import_module(BACKENDS[name])
+    except KeyError:
+        raise ConfigError(f"executor.backend {name!r} is not one of: {', '.join(BACKENDS)}.") from None
+    return module.open_executor(config)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or None if there
+    is no such process or it has exited (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its ')'.
+    rest = stat[stat.rindex(")") + 2:].split()
+    if rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
+
+
+def process_alive(pid: int | None, started: int | None) -> bool:
+    return pid is not None and started is not None and process_start_ticks(pid) == started

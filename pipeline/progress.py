@@ -1,0 +1,155 @@
+"""How far a recording has got and why it stopped, read from the files it left behind.
+
+Shared by the poller (which writes it into the sheet) and `ephys status`: the outputs
+say which stages are complete, the job logs say why one failed (their first line
+starting with "ERROR: "), the run file and the executor say whether work is going on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.executor import Executor, Run
+from pipeline.layout import RecordingPaths
+
+STAGE_WORDS = {
+    "inspect": "Checking the raw files", "convert": "Converting to LFP", "spectrogram": "Computing spectrograms",
+    "features": "Computing sleep features", "classify": "Scoring sleep states", "figures": "Drawing figures",
+    "publish": "Publishing results",
+}
+STAGES = tuple(STAGE_WORDS)
+# Share of the work each stage takes (conversion dominates), for the percentage shown.
+_WEIGHTS = {"inspect": 2, "convert": 60, "spectrogram": 10, "features": 5, "classify": 5, "figures": 10, "publish": 8}
+_SEGMENT_STAGES = ("convert", "spectrogram", "features")
+_SEGMENT_OUTPUT = {"convert": "lfp", "spectrogram": "spectrogram", "features": "features"}
+INTERNAL_ERROR = "internal error"
+
+
+@dataclass
+class Progress:
+    fraction: float
+    text: str
+
+
+def segment_count(paths: RecordingPaths) -> int | None:
+    try:
+        return len(json.loads(paths.recording_json.read_text(encoding="utf-8"))["segments"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recording_progress(base: str | Path, rec_id: str) -> Progress:
+    """How far a recording has got, from its outputs."""
+    paths = RecordingPaths(rec_id, base)
+    if paths.published.exists():
+        return Progress(1.0, "100% · published")
+    n = segment_count(paths)
+    if n is None:
+        return Progress(0.0, "0% · " + STAGE_WORDS["inspect"])
+    done = {s: sum(p.exists() for p in paths.segment_outputs(_SEGMENT_OUTPUT[s], n)) for s in _SEGMENT_STAGES}
+    work = _WEIGHTS["inspect"] + sum(_WEIGHTS[s] * done[s] / n for s in _SEGMENT_STAGES)
+    stage = next((s for s in _SEGMENT_STAGES if done[s] < n), None)
+    if stage:
+        text = f"{STAGE_WORDS[stage]} ({done[stage]}/{n} segments)"
+    elif not paths.summary.exists():
+        text = STAGE_WORDS["classify"]
+    elif not paths.report.exists():
+        work += _WEIGHTS["classify"]
+        text = STAGE_WORDS["figures"]
+    else:
+        work += _WEIGHTS["classify"] + _WEIGHTS["figures"]
+        text = STAGE_WORDS["publish"]
+    frac = work / sum(_WEIGHTS.values())
+    return Progress(frac, f"{int(100 * frac)}% · {text}")
+
+
+def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> str | None:
+    """The first error a stage wrote into its log since `since` (a time stamp), in words.
+
+    Stages are taken in workflow order, so a failed conversion is named rather than the
+    figures that could not be drawn because of it. An internal error (a bug) also says
+    which log holds the details.
+    """
+    base = Path(base)
+    logs = RecordingPaths(rec_id, base).logs
+    found = []
+    if logs.is_dir():
+        for p in logs.rglob("*.log"):
+            try:
+                mtime = p.stat().st_mtime
+                if mtime < since - 1:
+                    continue
+            except OSError:
+                continue
+            line = _first_error_line(p)
+            if line:
+                stage = layout.stage_of_log(logs, p)
+                found.append((STAGES.index(stage) if stage in STAGES else 99, mtime, stage, line, p))
+    if not found:
+        return None
+    _, _, stage, msg, path = min(found)
+    text = f"{STAGE_WORDS.get(stage, stage)} failed: {msg}"
+    if INTERNAL_ERROR in msg:
+        text += f" Details: {path.relative_to(base)}."
+    return text
+
+
+def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
+    summary = RecordingPaths(rec_id, base).summary
+    try:
+        frac = json.loads(summary.read_text(encoding="utf-8"))["fractions"]
+    except (OSError, ValueError, KeyError):
+        frac = {}
+    states = ", ".join(f"{s} {100 * frac[s]:.0f}%" for s in ("wake", "nrem", "rem") if s in frac)
+    return f"Finished: {n_files} files published ({states})."
+
+
+@dataclass
+class RecordingState:
+    state: str  # registered, running, done, failed, incomplete
+    progress: str
+    message: str = ""
+    link: str = ""
+
+
+def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Executor | None) -> RecordingState:
+    """Where a registered recording stands: running (its run is going on), done
+    (published), failed (its run ended without publishing), or, for a recording no run
+    of the poller's has touched, registered / incomplete / failed from its files."""
+    from pipeline.store import read_published
+
+    base = Path(base)
+    paths = RecordingPaths(rec_id, base)
+    p = recording_progress(base, rec_id)
+    if run is not None and executor is not None and executor.is_running(run):
+        return RecordingState("running", p.text)
+    if paths.published.exists():
+        pub = read_published(paths.published)
+        return RecordingState("done", "100%", done_message(base, rec_id, len(pub.files)), pub.link)
+    since = _timestamp(run.started_at) if run is not None and run.started_at else 0.0
+    err = first_error(base, rec_id, since)
+    if run is not None and run.started_at:
+        if err is None:
+            workflow_err = _first_error_line(base / run.log) if run.log else None
+            err = (f"The workflow could not run: {workflow_err}" if workflow_err else
+                   f"The run stopped before finishing; a maintainer can read {run.log or 'its log'}.")
+        return RecordingState("failed", p.text, err)
+    if err:
+        return RecordingState("failed", p.text, err)
+    return RecordingState("incomplete" if p.fraction > 0 else "registered", p.text)
+
+
+def _first_error_line(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return next((ln.rstrip("\n")[7:] for ln in f if ln.startswith("ERROR: ")), None)
+    except OSError:
+        return None
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()

@@ -1,0 +1,81 @@
+"""A stand-in for the Snakemake workflow, for poller tests where the workflow itself is
+not what is tested: it leaves behind, stage by stage and at a chosen pace, the files a
+real run leaves (empty where their content does not matter to the poller), and can fail
+a stage with an error in its log, or hang until it is killed.
+
+    python fake_workflow.py PROJECT_DIR SCENARIOS_JSON TARGET...
+
+SCENARIOS_JSON maps a recording id to {"segments": 3, "step_s": 0.05, "fail_at":
+"convert", "error": "...", "hang_at": "spectrogram"}; every key is optional.
+`FakeWorkflowExecutor` runs it through the real local executor (a detached process,
+a run file), so starting, watching and stopping a run are the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipeline.executor import Run
+from pipeline.executor.local import LocalExecutor
+from pipeline.io.atomic import write_json_atomic, write_text_atomic
+from pipeline.layout import RecordingPaths
+from pipeline.store import PublishResult
+
+HERE = Path(__file__).resolve()
+
+
+class FakeWorkflowExecutor(LocalExecutor):
+    """The local executor, running this script instead of Snakemake."""
+
+    def __init__(self, config: dict, scenarios: dict[str, dict] | None = None):
+        super().__init__(config)
+        self.scenarios = scenarios or {}
+
+    def command(self, run: Run) -> list[str]:
+        chosen = {r: self.scenarios.get(r, {}) for r in run.recordings}
+        return [sys.executable, str(HERE), str(self.base), json.dumps(chosen), *run.targets]
+
+
+def _stage(paths: RecordingPaths, scenario: dict, stage: str, k: int | None = None) -> None:
+    time.sleep(float(scenario.get("step_s", 0.05)))
+    if scenario.get("hang_at") == stage:
+        time.sleep(3600)
+    if scenario.get("fail_at") == stage:
+        log = paths.log(stage, k)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"working on it\nERROR: {scenario.get('error', 'something is wrong')}\n")
+        sys.exit(1)
+
+
+def run_recording(base: Path, rec_id: str, scenario: dict) -> None:
+    paths = RecordingPaths(rec_id, base)
+    n = int(scenario.get("segments", 3))
+    _stage(paths, scenario, "inspect")
+    write_json_atomic(paths.recording_json, {"segments": [{"index": k} for k in range(n)]})
+    for stage, name in (("convert", "lfp"), ("spectrogram", "spectrogram"), ("features", "features")):
+        for k in range(n):
+            _stage(paths, scenario, stage, k)
+            write_text_atomic(paths.output(name, k), "")
+    _stage(paths, scenario, "classify")
+    write_json_atomic(paths.summary, {"fractions": {"wake": 0.5, "nrem": 0.4, "rem": 0.1, "unclassified": 0.0}})
+    _stage(paths, scenario, "figures")
+    write_text_atomic(paths.report, "")
+    _stage(paths, scenario, "publish")
+    folder = base / "published" / rec_id
+    write_json_atomic(paths.published, PublishResult("local", folder.as_uri(), str(folder),
+                                                     ["overview.png", "report.pdf"]).to_json())
+
+
+def main(argv: list[str]) -> int:
+    base, scenarios, targets = Path(argv[0]), json.loads(argv[1]), argv[2:]
+    for target in targets:
+        rec_id = Path(target).parts[1]  # results/REC/published.json
+        run_recording(base, rec_id, scenarios.get(rec_id, {}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

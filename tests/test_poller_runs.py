@@ -1,0 +1,247 @@
+"""The poller's bookkeeping, with a stand-in workflow (tests/fake_workflow.py) run by the
+real local executor: polls that never wait, runs found again from their run files,
+failures told in words, nothing started twice. The real workflow is in test_poller.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fake_workflow import FakeWorkflowExecutor
+from pipeline.config import load_config
+from pipeline.errors import BackendUnavailable
+from pipeline.executor import RunFiles
+from pipeline.poller import Poller, poll_forever
+from pipeline.sheets.local_csv import LocalCsvSheet
+
+
+@pytest.fixture
+def setup(project):
+    """(config, make_poller(scenarios), read rows by id) for a project with two raw folders."""
+    for name in ("rec1", "rec2"):
+        (project.raw / name).mkdir()
+    cfg = load_config(project.config_path)
+    executors = []
+
+    def make_poller(scenarios=None, sheet=None):
+        ex = FakeWorkflowExecutor(cfg, scenarios)
+        executors.append(ex)
+        return Poller(cfg, executor=ex, sheet=sheet)
+
+    def rows():
+        return {r["recording_id"]: r for r in project.read_sheet()}
+
+    yield cfg, make_poller, rows
+    # Leave no stand-in workflow running behind the test.
+    for run_file in (project.dir / "state" / "runs").glob("*.json"):
+        run = RunFiles(project.dir).load(run_file.stem)
+        if run and executors:
+            executors[0].stop(run, grace_s=1)
+
+
+def wait_for(predicate, timeout=30.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def settle(make_poller, scenarios=None, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = make_poller(scenarios).poll_once()
+        if not report.active:
+            return report
+        time.sleep(0.1)
+    pytest.fail("the runs never finished")
+
+
+def test_a_poll_returns_at_once_and_the_next_poll_starts_a_row_added_meanwhile(project, setup):
+    cfg, make_poller, rows = setup
+    slow = {"rec1": {"step_s": 0.3, "segments": 10}}
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1", "notes": "first"}])
+    t0 = time.monotonic()
+    report = make_poller(slow).poll_once()
+    assert time.monotonic() - t0 < 3, "a poll must not wait for the run"
+    assert report.registered == ["rec1"] and report.running == ["rec1"]
+    row = rows()["rec1"]
+    assert row["status"] == "running" and row["run_id"], row
+    # While it converts, a person adds a row above it; the next poll starts that one too.
+    wait_for(lambda: (project.dir / "results/rec1/lfp/seg0.fif").exists(), what="conversion to start")
+    project.write_sheet([{"recording_id": "rec2", "animal": "m2", "raw_path": "rec2"}, rows()["rec1"]])
+    t0 = time.monotonic()
+    report = make_poller(slow).poll_once()
+    assert time.monotonic() - t0 < 3
+    assert report.registered == ["rec2"] and sorted(report.running) == ["rec1", "rec2"]
+    now = rows()
+    assert now["rec1"]["status"] == "running"
+    assert "Converting to LFP (" in now["rec1"]["progress"], now["rec1"]
+    assert now["rec2"]["status"] == "running"
+    assert len(list((project.dir / "state" / "runs").glob("*.json"))) == 2
+    settle(make_poller, slow)
+    final = rows()
+    assert [r["recording_id"] for r in project.read_sheet()] == ["rec2", "rec1"]
+    for rec in ("rec1", "rec2"):
+        assert final[rec]["status"] == "done", final[rec]
+        assert final[rec]["message"].startswith("Finished: 2 files published")
+    assert final["rec1"]["notes"] == "first"
+
+
+def test_polls_while_nothing_changes_leave_the_sheet_alone(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    make_poller({"rec1": {"hang_at": "convert"}}).poll_once()
+    wait_for(lambda: (project.dir / "results/rec1/recording.json").exists(), what="inspect")
+    make_poller().poll_once()  # progress moves to "Converting": one write
+    before = project.sheet.read_bytes()
+    for _ in range(3):
+        report = make_poller().poll_once()
+        assert report.rows_written == 0 and report.running == ["rec1"]
+    assert project.sheet.read_bytes() == before
+    assert len(list((project.dir / "state" / "runs").glob("*.json"))) == 1, "nothing is started twice"
+
+
+def test_a_failed_stage_is_told_in_its_own_words(project, setup):
+    cfg, make_poller, rows = setup
+    scenario = {"rec1": {"fail_at": "spectrogram", "error": "no good channel in any region"}}
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    report = settle(make_poller, scenario)
+    assert report.failed == ["rec1"]
+    row = rows()["rec1"]
+    assert row["status"] == "failed"
+    assert row["message"] == "Computing spectrograms failed: no good channel in any region"
+    assert row["progress"].endswith("Computing spectrograms (0/3 segments)")
+
+
+def test_an_internal_error_names_its_log(project, setup):
+    cfg, make_poller, rows = setup
+    error = "internal error in `ephys classify` (KeyError: 'x'); please tell a maintainer."
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller, {"rec1": {"fail_at": "classify", "error": error}})
+    message = rows()["rec1"]["message"]
+    assert message == f"Scoring sleep states failed: {error} Details: logs/rec1/classify.log."
+
+
+def test_a_run_that_died_is_failed_and_rerun_starts_it_again(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    make_poller({"rec1": {"hang_at": "features"}}).poll_once()
+    wait_for(lambda: (project.dir / "results/rec1/spectrogram/seg2.npz").exists(), what="spectrograms")
+    run_id = rows()["rec1"]["run_id"]
+    run = RunFiles(project.dir).load(run_id)
+    os.killpg(run.pid, signal.SIGKILL)  # the machine's OOM killer, say
+    wait_for(lambda: not FakeWorkflowExecutor(cfg).is_running(run), what="the run to die")
+    report = make_poller().poll_once()
+    assert report.failed == ["rec1"]
+    row = rows()["rec1"]
+    assert row["status"] == "failed"
+    assert row["message"] == f"The run stopped before finishing; a maintainer can read logs/runs/{run_id}.log."
+    # The lab member ticks rerun: a new run starts, and finishes.
+    sheet = project.read_sheet()
+    sheet[0]["rerun"] = "yes"
+    project.write_sheet(sheet)
+    report = make_poller().poll_once()
+    assert report.registered == ["rec1"]
+    assert rows()["rec1"]["run_id"] != run_id and rows()["rec1"]["rerun"] == ""
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+
+
+def test_rerun_while_running_stops_the_old_run_first(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    make_poller({"rec1": {"hang_at": "convert"}}).poll_once()
+    first = RunFiles(project.dir).load(rows()["rec1"]["run_id"])
+    sheet = project.read_sheet()
+    sheet[0]["rerun"] = "TRUE"
+    project.write_sheet(sheet)
+    make_poller().poll_once()
+    assert not FakeWorkflowExecutor(cfg).is_running(first), "two runs of one recording side by side"
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+
+
+class UnwritableSheet(LocalCsvSheet):
+    """A sheet that can be read but not written: the poller dies before telling it."""
+
+    def apply_updates(self, updates, **kw):
+        raise BackendUnavailable("the sheet cannot be written just now")
+
+
+def test_a_run_the_sheet_never_heard_of_is_adopted_not_started_again(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    with pytest.raises(BackendUnavailable):
+        make_poller({"rec1": {"step_s": 0.2}}, sheet=UnwritableSheet(project.sheet)).poll_once()
+    assert rows()["rec1"]["status"] == ""  # the claim never reached the sheet ...
+    runs = list((project.dir / "state" / "runs").glob("*.json"))
+    assert len(runs) == 1  # ... but the run was claimed on disk and started
+    report = make_poller().poll_once()
+    assert report.registered == [], "the next poll must adopt the run, not start another"
+    assert rows()["rec1"]["run_id"] == runs[0].stem
+    assert list((project.dir / "state" / "runs").glob("*.json")) == runs
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+
+
+def test_status_sees_a_run_started_by_another_process(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    make_poller({"rec1": {"hang_at": "convert"}}).poll_once()
+    wait_for(lambda: (project.dir / "results/rec1/recording.json").exists(), what="inspect")
+    status = json.loads(project.ephys("status", "--json", check=True).stdout)
+    assert [(r["recording_id"], r["state"]) for r in status] == [("rec1", "running")]
+    assert status[0]["progress"].endswith("Converting to LFP (0/3 segments)")
+
+
+def test_the_continuous_poller_survives_a_busy_sheet(project, caplog):
+    calls = []
+
+    class Busy:
+        def poll_once(self):
+            calls.append(time.monotonic())
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # the service manager stops the poller
+            raise BackendUnavailable("the sheet kept changing while the pipeline tried to write to it")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with caplog.at_level(logging.INFO, logger="pipeline.poller"):
+            poll_forever(Busy, interval_s=0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(calls) == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["the sheet kept changing while the pipeline tried to write to it"] * 3
+    assert "stopping after this poll" in caplog.text
+
+
+def test_jobs_of_runs_side_by_side_share_the_configured_cores(tmp_path):
+    """Six jobs from different runs, two core slots: never more than two at work at once."""
+    script = (
+        "import json, sys, time\n"
+        "from pipeline.executor.slots import hold_core_slot\n"
+        "hold_core_slot(poll_s=0.02)\n"
+        "t0 = time.time(); time.sleep(0.4)\n"
+        "print(json.dumps([t0, time.time()]))\n"
+    )
+    env = dict(os.environ, EPHYS_CORE_SLOTS=f"{tmp_path / 'cores'}:2")
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    spans = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    busy = peak = 0
+    for _, step in events:
+        busy += step
+        peak = max(peak, busy)
+    assert peak == 2
