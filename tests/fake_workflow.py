@@ -1,9 +1,10 @@
 """A stand-in for the Snakemake workflow, for poller tests where the workflow itself is
 not what is tested: it leaves behind, stage by stage and at a chosen pace, the files a
-real run leaves (empty where their content does not matter to the poller), and can fail
-a stage with an error in its log, or hang until it is killed.
+real run leaves (stand-ins where their content does not matter to the poller), publishes
+them through the configured results store, and can fail a stage with an error in its
+log, or hang until it is killed.
 
-    python fake_workflow.py PROJECT_DIR SCENARIOS_JSON TARGET...
+    python fake_workflow.py CONFIG_FILE SCENARIOS_JSON TARGET...
 
 SCENARIOS_JSON maps a recording id to {"segments": 3, "step_s": 0.05, "fail_at":
 "convert", "error": "...", "hang_at": "spectrogram"}; every key is optional.
@@ -18,11 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import layout
+from pipeline.config import load_config
 from pipeline.executor import Run
 from pipeline.executor.local import LocalExecutor
 from pipeline.io.atomic import write_json_atomic, write_text_atomic
+from pipeline.io.registry import Registry
 from pipeline.layout import RecordingPaths
-from pipeline.store import PublishResult
+from pipeline.store import publish_recording
 
 HERE = Path(__file__).resolve()
 
@@ -36,7 +40,7 @@ class FakeWorkflowExecutor(LocalExecutor):
 
     def command(self, run: Run) -> list[str]:
         chosen = {r: self.scenarios.get(r, {}) for r in run.recordings}
-        return [sys.executable, str(HERE), str(self.base), json.dumps(chosen), *run.targets]
+        return [sys.executable, str(HERE), self.config["config_file"], json.dumps(chosen), *run.targets]
 
 
 def _stage(paths: RecordingPaths, scenario: dict, stage: str, k: int | None = None) -> None:
@@ -50,7 +54,8 @@ def _stage(paths: RecordingPaths, scenario: dict, stage: str, k: int | None = No
         sys.exit(1)
 
 
-def run_recording(base: Path, rec_id: str, scenario: dict) -> None:
+def run_recording(config: dict, rec_id: str, scenario: dict) -> None:
+    base = Path(config["base_dir"])
     paths = RecordingPaths(rec_id, base)
     n = int(scenario.get("segments", 3))
     _stage(paths, scenario, "inspect")
@@ -61,19 +66,20 @@ def run_recording(base: Path, rec_id: str, scenario: dict) -> None:
             write_text_atomic(paths.output(name, k), "")
     _stage(paths, scenario, "classify")
     write_json_atomic(paths.summary, {"fractions": {"wake": 0.5, "nrem": 0.4, "rem": 0.1, "unclassified": 0.0}})
+    write_text_atomic(paths.hypnogram, "onset_s\tduration_s\tstate\tconfidence\n")
     _stage(paths, scenario, "figures")
-    write_text_atomic(paths.report, "")
+    for name in ("overview", "channel_qc", "report"):
+        write_text_atomic(paths.output(name), f"{name} of {rec_id}\n")
     _stage(paths, scenario, "publish")
-    folder = base / "published" / rec_id
-    write_json_atomic(paths.published, PublishResult("local", folder.as_uri(), str(folder),
-                                                     ["overview.png", "report.pdf"]).to_json())
+    animal = Registry(base / layout.STATE_DIR).read()[rec_id].animal
+    publish_recording(config, animal, rec_id, [paths.output(name) for name in layout.PUBLISHED], paths.published)
 
 
 def main(argv: list[str]) -> int:
-    base, scenarios, targets = Path(argv[0]), json.loads(argv[1]), argv[2:]
+    config, scenarios, targets = load_config(argv[0]), json.loads(argv[1]), argv[2:]
     for target in targets:
         rec_id = Path(target).parts[1]  # results/REC/published.json
-        run_recording(base, rec_id, scenarios.get(rec_id, {}))
+        run_recording(config, rec_id, scenarios.get(rec_id, {}))
     return 0
 
 

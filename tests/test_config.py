@@ -22,6 +22,16 @@ def test_embedded_defaults_are_valid_and_paths_resolved():
     assert cfg["sleep"]["model"] is None
 
 
+def test_keys_left_out_take_the_schema_defaults_and_paths_the_config_folder(tmp_path):
+    cfg = copy.deepcopy(DEFAULTS)
+    del cfg["sheet"]["path"], cfg["executor"]["cores"], cfg["spectrogram"]["fmax"], cfg["poller"]["interval_s"]
+    out = validate_config(cfg, base_dir=tmp_path)
+    assert out["sheet"]["path"] == str(tmp_path / "sheet.csv")
+    assert out["executor"]["cores"] == 2 and out["spectrogram"]["fmax"] == 200 and out["poller"]["interval_s"] == 60
+    assert out["store"]["path"] == str(tmp_path / "published") and out["data_roots"] == [str(tmp_path / "raw")]
+    assert cfg["sheet"] == {"backend": "local"}, "the caller's mapping is not changed"
+
+
 def test_every_key_has_a_comment():
     """Each key of the defaults is documented on the line(s) above it."""
     lines = (REPO / "config.yaml").read_text().splitlines()
@@ -53,6 +63,10 @@ def test_every_key_has_a_comment():
     (lambda c: c["channel_maps"]["default"]["regions"].update(cortex="CSC9-CSC3"), "not a range like CSC1-CSC20"),
     (lambda c: c["channel_maps"]["default"]["regions"].update(thalamus="CSC5"), "channel CSC5 is in both cortex and thalamus"),
     (lambda c: c.update(data_roots=[]), "data_roots must not be empty."),
+    (lambda c: c["sheet"].update(spreadsheet_id="abc"),
+     "unknown key 'spreadsheet_id' in sheet; allowed keys are: backend, path."),
+    (lambda c: c["executor"].update(backend="slurm"), "executor.backend is 'slurm', but it must be one of: 'local'."),
+    (lambda c: c["store"].pop("backend"), "the key store.backend is missing."),
 ])
 def test_a_wrong_value_gets_one_sentence_naming_the_key(mutate, expected):
     cfg = copy.deepcopy(DEFAULTS)

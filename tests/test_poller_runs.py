@@ -93,7 +93,7 @@ def test_a_poll_returns_at_once_and_the_next_poll_starts_a_row_added_meanwhile(p
     assert [r["recording_id"] for r in project.read_sheet()] == ["rec2", "rec1"]
     for rec in ("rec1", "rec2"):
         assert final[rec]["status"] == "done", final[rec]
-        assert final[rec]["message"].startswith("Finished: 2 files published")
+        assert final[rec]["message"].startswith("Finished: 4 files published")
     assert final["rec1"]["notes"] == "first"
 
 
@@ -155,6 +155,38 @@ def test_a_run_that_died_is_failed_and_rerun_starts_it_again(project, setup):
     assert rows()["rec1"]["run_id"] != run_id and rows()["rec1"]["rerun"] == ""
     settle(make_poller)
     assert rows()["rec1"]["status"] == "done"
+
+
+def test_rerun_replaces_published_files_without_duplicates(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller)
+    first = project.read_sheet()[0]
+    assert first["status"] == "done"
+    folder = project.dir / "published" / "m1" / "rec1"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["channel_qc.png", "hypnogram.tsv", "overview.png", "report.pdf"]
+    sheet = project.read_sheet()
+    sheet[0]["rerun"] = "yes"
+    project.write_sheet(sheet)
+    settle(make_poller)
+    second = project.read_sheet()[0]
+    assert second["status"] == "done" and second["rerun"] == ""
+    assert second["run_id"] != first["run_id"]
+    assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_a_fixed_invalid_row_is_picked_up_by_the_next_poll(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "missing", "animal": "m1", "raw_path": "does-not-exist"}])
+    report = make_poller().poll_once()
+    assert report.invalid == ["missing"] and rows()["missing"]["status"] == "invalid"
+    sheet = project.read_sheet()
+    sheet[0]["raw_path"] = "rec1"
+    sheet[0]["recording_id"] = "missing-fixed"
+    project.write_sheet(sheet)
+    settle(make_poller)
+    assert rows()["missing-fixed"]["status"] == "done"
 
 
 def test_rerun_while_running_stops_the_old_run_first(project, setup):

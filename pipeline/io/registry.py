@@ -13,7 +13,7 @@ import fcntl
 import io
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -134,9 +134,6 @@ class Registry:
             recs[rec.recording_id] = rec
             self._write(recs)
             return rec
-
-    def as_dicts(self) -> list[dict]:
-        return [asdict(r) for r in self.read().values()]
 
 
 def new_run_id() -> str:

@@ -1,8 +1,8 @@
-"""Per-epoch features from the region spectrograms (and the LFP for amplitude).
+"""Per-epoch features from the region spectrograms.
 
 Features are named `<region>_<feature>` (YASA's convention) so a trained model can be
 checked against the feature names of the data it is asked to score. One table per
-segment; `classify` joins them and adds the whole-recording (rolling) variants.
+segment; `classify` joins the segments' tables in time order before scoring.
 """
 
 from __future__ import annotations
