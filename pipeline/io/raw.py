@@ -4,7 +4,7 @@ Every reader exposes the same interface to the converter: channel names in their
 natural order, one sampling rate, the recording's start, its length on the recording
 clock (gaps included) and `read(start, stop)` of volts on that clock. Neuralynx
 recordings also offer `read_block`, which hands the converter the raw records
-themselves (see pipeline.dsp.fir_kernel.RecordBlock), so that no sample is copied
+themselves (see pipeline.io.block.RecordBlock), so that no sample is copied
 before the first filter stage reads it.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.channels import natural_key
 from pipeline.errors import RawDataError
-from pipeline.dsp.fir_kernel import SLACK, RecordBlock
+from pipeline.io.block import SLACK, RecordBlock
 from pipeline.io.ncs import HEADER_SIZE, NCS_RECORD_DTYPE, RECORD_SIZE, SAMPLES_PER_RECORD, NcsFile
 
 
@@ -177,7 +177,8 @@ class NeuralynxRecording:
             x = f.read_grid(lo, hi, t0_us=self.t0_us, out=rows[k, lo - a:hi - a], scaled=False)
             rows[k, :lo - a] = x[0]
             rows[k, hi - a:b - a] = x[-1]
-        return RecordBlock(flat, start, q0, lo - a, hi - lo, rows, row), buffer
+        return RecordBlock(flat, start, q0, lo - a, hi - lo, rows, row, samples_per_record=SAMPLES_PER_RECORD,
+                           record_stride=RECORD_SIZE // 2), buffer
 
     def volts_per_bit(self, channels: list[str] | None = None) -> np.ndarray:
         chosen = self.channel_names if channels is None else channels
