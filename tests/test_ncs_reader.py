@@ -1,4 +1,4 @@
-"""Tests of the Neuralynx .ncs reader (pipeline.io.ncs) and the folder reader (pipeline.io.raw).
+"""Tests of the Neuralynx .ncs reader (pipeline.io.ncs) and the folder reader (pipeline.io.neuralynx).
 
 Reference values come from outside the code under test: the vendor's own converter
 (Nlx2MatCSC, the .mat file next to every real .ncs), the data set's README (where the
@@ -19,7 +19,8 @@ import pytest
 from pipeline.dsp.fir_kernel import block_rows
 from pipeline.errors import RawDataError
 from pipeline.io.ncs import HEADER_SIZE, NCS_RECORD_DTYPE, Gap, NcsFile, format_ncs_header
-from pipeline.io.raw import RecordingGap, open_recording
+from pipeline.io.raw import open_recording
+from pipeline.io.recording import RawRecording, RecordingGap
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real-formats/neuralynx-mne-testing-data"
 REAL_NCS = sorted(p.name for p in REAL.glob("*.ncs")) if REAL.is_dir() else []
@@ -655,6 +656,7 @@ def test_read_block_equals_read(tmp_path, a, b):
     from concurrent.futures import ThreadPoolExecutor
 
     rec = open_recording(_awkward_folder(tmp_path))
+    assert isinstance(rec, RawRecording)
     n = rec.n_samples
     lo, hi = max(a, 0), min(b, n)
     want = rec.read(lo, hi, scaled=False)

@@ -21,9 +21,11 @@ import pytest
 import yaml
 
 from pipeline.dsp.decimate import design_decimator
+from pipeline.dsp.fir_kernel import block_rows
 from pipeline.errors import RawDataError
 from pipeline.io import neo_formats
 from pipeline.io.raw import open_recording
+from pipeline.io.recording import RawRecording
 
 from conftest import real_data as real
 
@@ -87,6 +89,15 @@ def check_reads(rec, reference_v: np.ndarray, rng: np.random.Generator) -> None:
     assert np.array_equal(rec.read(a, b, some), whole[pos, a:b])
     assert np.array_equal(rec.read(a, b, some, scaled=False), adc[pos, a:b])
     np.testing.assert_array_equal(rec.volts_per_bit(some), vpb[pos])
+    # The converter's view: `read` in ADC units, the first and last samples held beyond the ends.
+    assert isinstance(rec, RawRecording)
+    n = rec.n_samples
+    for a, b in [(-7, min(n, 300)), (max(0, n - 300), n + 9)]:
+        lo, hi = max(a, 0), min(b, n)
+        want = np.concatenate([np.repeat(adc[:, lo:lo + 1], lo - a, axis=1), adc[:, lo:hi],
+                               np.repeat(adc[:, hi - 1:hi], b - hi, axis=1)], axis=1)
+        block, _ = rec.read_block(a, b, rec.channel_names)
+        assert np.array_equal(block_rows(block, b - a), want), (a, b)
     # LFP-band signals of tens to hundreds of microvolts, not millivolts or nanovolts.
     rms = np.sqrt(np.mean((whole - whole.mean(axis=1, keepdims=True)) ** 2, axis=1))
     assert np.all(rms > 1e-7) and np.all(rms < 1e-3), rms

@@ -43,3 +43,14 @@ class RecordBlock:
         none = np.zeros(n, dtype=np.int64)
         return cls(np.zeros(1, dtype=np.int16), none, none, 0, 0, rows, np.arange(n, dtype=np.int64),
                    samples_per_record=1, record_stride=1)
+
+    @classmethod
+    def from_held_rows(cls, x: np.ndarray, before: int, after: int) -> "RecordBlock":
+        """A block of rows holding `x` (channels, samples) with its first sample repeated
+        `before` times ahead of it and its last `after` times behind it."""
+        n = x.shape[1]
+        rows = np.empty((x.shape[0], before + n + after + SLACK), dtype=np.float32)
+        rows[:, before:before + n] = x
+        rows[:, :before] = x[:, :1]
+        rows[:, before + n:before + n + after] = x[:, -1:]
+        return cls.from_rows(rows)
