@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pipeline.errors import RawDataError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.lfp import make_info, write_lfp_segment
 from pipeline.io.raw import open_recording
+from pipeline.io.readahead import BlockReader
 
 log = logging.getLogger(__name__)
 
@@ -194,48 +194,6 @@ def analysed_channels(info: dict) -> list[dict]:
     return [c for c in info["channels"] if not c["ignored"]]
 
 
-class _BlockReader:
-    """Reads the raw input of consecutive LFP blocks, the next one in the background.
-
-    MNE asks for the segment's samples in consecutive blocks; while one block is being
-    filtered, a thread reads the next one (several files at once) into the other of
-    two buffers, so that the disk and the processor work at the same time.
-    """
-
-    def __init__(self, rec, decimator, channels: list[str], end: int):
-        self.rec, self.decimator, self.channels, self.end = rec, decimator, channels, end
-        self.files = ThreadPoolExecutor(max_workers=4, thread_name_prefix="read")
-        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
-        self.buffers = [None, None]
-        self.pending = None  # (j0, j1, future, buffer index)
-
-    def _load(self, j0: int, j1: int, which: int):
-        a, b = self.decimator.input_range(j0, j1)
-        block, self.buffers[which] = self.rec.read_block(a, b, self.channels, self.buffers[which], self.files)
-        return block
-
-    def get(self, j0: int, j1: int):
-        """The block for LFP samples [j0, j1)."""
-        block, which = None, 0
-        if self.pending is not None:
-            p0, p1, future, which = self.pending
-            self.pending = None
-            if (p0, p1) == (j0, j1):
-                block = future.result()
-            else:
-                future.exception()  # a wrong guess: let it finish with its buffer, ignore its error
-        if block is None:
-            block = self._load(j0, j1, which)
-        n0, n1 = j1, min(self.end, j1 + (j1 - j0))
-        if n1 > n0:
-            self.pending = (n0, n1, self.ahead.submit(self._load, n0, n1, 1 - which), 1 - which)
-        return block
-
-    def close(self) -> None:
-        self.ahead.shutdown(wait=True, cancel_futures=True)
-        self.files.shutdown(wait=True)
-
-
 def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_every_s: float = 30.0) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
 
@@ -271,21 +229,21 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     # afterwards, on 1/factor as many values.
     scale = rec.volts_per_bit(names).astype(np.float32)
 
-    reader = _BlockReader(rec, decimator, names, j0 + n) if hasattr(rec, "read_block") and not decimator.is_identity else None
+    reader = BlockReader(rec, names)
 
     def compute(a: int, b: int) -> np.ndarray:
-        if reader is not None:
-            block = decimator.decimate_records(reader.get(j0 + a, j0 + b), j0 + a, j0 + b, scale)
-        else:
-            block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, scaled=False),
-                                             rec.n_samples, j0 + a, j0 + b) * scale[:, None]
-        sumsq[:] += np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        # MNE asks for consecutive blocks of one size: guess the next one and read it ahead.
+        nxt0, nxt1 = j0 + b, min(j0 + n, j0 + b + (b - a))
+        raw = reader.get(*decimator.input_range(j0 + a, j0 + b),
+                         then=decimator.input_range(nxt0, nxt1) if nxt1 > nxt0 else None)
+        lfp = decimator.decimate_records(raw, j0 + a, j0 + b, scale)
+        sumsq[:] += np.einsum("ij,ij->i", lfp, lfp, dtype=np.float64)
         done["n"] += b - a
         now = time.monotonic()
         if now - done["last"] >= progress_every_s:
             done["last"] = now
             log.info("segment %d: %.0f%% converted", segment, 100 * done["n"] / n)
-        return block
+        return lfp
 
     seg_end_s = (j0 + n) / lfp_rate
     gaps_s = []
@@ -298,8 +256,7 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, progress_e
     try:
         write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s)
     finally:
-        if reader is not None:
-            reader.close()
+        reader.close()
     elapsed = time.monotonic() - t_start
     sidecar = {
         "segment": segment,

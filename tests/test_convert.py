@@ -75,6 +75,21 @@ def test_a_rational_rate_ratio_converts_through_the_cli(project):
     np.testing.assert_allclose(lfp.get_data(), whole, rtol=0, atol=1e-6 * np.max(np.abs(whole)))
 
 
+def test_an_lfp_rate_equal_to_the_raw_rate_gives_the_raw_samples(project, recording_in):
+    """No filter at all: the converter's one path hands the read blocks on, in volts."""
+    raw = recording_in("same")
+    project.set_config(lfp={"rate": 2000.0})
+    out = project.dir / "out"
+    proc = project.ephys("convert", str(raw), str(out))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((out / "recording.json").read_text())
+    assert info["decimator"]["stages"] == [] and info["decimator"]["rational"] is None
+    lfp = read_lfp([out / "lfp" / f"seg{k}.fif" for k in range(len(info["segments"]))])
+    rec = open_recording(raw)
+    assert lfp.info["sfreq"] == 2000.0 and lfp.n_times == rec.n_samples
+    assert np.array_equal(lfp.get_data(), rec.read(0, rec.n_samples, lfp.ch_names).astype(np.float64))
+
+
 def test_gap_is_kept_on_the_time_axis_and_annotated(project, tmp_path):
     from pipeline.synth import write_synthetic_recording
 
