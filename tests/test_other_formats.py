@@ -387,6 +387,41 @@ def test_dat_without_or_with_a_wrong_sidecar_says_what_is_needed(tmp_path):
         open_recording(tmp_path / "names")
 
 
+GOOD_SIDECAR = {"sampling_rate": 2000, "n_channels": 5, "volts_per_bit": 1e-7}
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"n_channels": None}, "missing n_channels; the keys are sampling_rate (Hz), n_channels"),
+    ({"volts_per_bit": None}, "missing volts_per_bit (or uv_per_bit)"),
+    ({"uv_per_bit": 0.195}, "give volts_per_bit or uv_per_bit, not both"),
+    ({"sampling_rate": -5}, "sampling_rate must be a positive number of Hz (got -5)"),
+    ({"sampling_rate": "fast"}, "sampling_rate must be a positive number of Hz (got 'fast')"),
+    ({"n_channels": 2.5}, "n_channels must be a positive whole number"),
+    ({"volts_per_bit": 0}, "volts_per_bit must be a non-zero number of volts per count"),
+    ({"volts_per_bit": [1e-7, 2e-7]}, "volts_per_bit must be a number or a list of 5 numbers"),
+    ({"channel_names": "hpc1"}, "channel_names must be a list of channel names"),
+    ({"header_bytes": -1}, "header_bytes must be a whole number >= 0 (bytes to skip"),
+    ({"start_time": "yesterday"}, "start_time must be an ISO 8601 date and time"),
+])
+def test_each_sidecar_mistake_gets_one_sentence_naming_the_key(tmp_path, change, expected):
+    sidecar = {k: v for k, v in {**GOOD_SIDECAR, **change}.items() if v is not None}
+    write_dat(tmp_path / "rec", **sidecar)
+    with pytest.raises(RawDataError) as err:
+        open_recording(tmp_path / "rec")
+    assert str(err.value).startswith(f"{tmp_path / 'rec' / 'recording.yaml'}: ")
+    assert expected in str(err.value)
+
+
+def test_sidecar_numbers_as_json_and_people_write_them(tmp_path):
+    """JSON writes 1e-06 and people write 1e-7: numbers, though YAML 1.1 reads them as text."""
+    write_dat(tmp_path / "rec")
+    (tmp_path / "rec" / "recording.yaml").write_text("sampling_rate: 2e3\nn_channels: 5\nvolts_per_bit: 1e-7\n"
+                                                     "start_time: 2026-01-05T07:00:00\n")
+    rec = open_recording(tmp_path / "rec")
+    assert rec.sampling_rate == 2000.0 and rec.start_time == datetime(2026, 1, 5, 7, 0, tzinfo=timezone.utc)
+    np.testing.assert_allclose(rec.volts_per_bit(), 1e-7)
+
+
 def test_empty_folder_names_what_was_looked_for(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RawDataError, match="holds no raw data this pipeline can read") as err:

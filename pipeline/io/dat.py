@@ -15,17 +15,20 @@ memory stays bounded. The file holds interleaved little-endian int16 frames
   file: rec.dat                 # optional; needed when the folder holds several .dat
   header_bytes: 0               # optional bytes to skip at the start of the file
 
-Other keys are refused (to catch typos). A trailing partial frame is ignored with a
-warning.
+The sidecar is checked against dat_sidecar.schema.yaml beside this module; other keys
+are refused (to catch typos). A trailing partial frame is ignored with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timezone
+import re
+from datetime import date, datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import yaml
 
@@ -40,6 +43,22 @@ SIDECAR_HELP = (
     "sampling_rate (Hz), n_channels, volts_per_bit (or uv_per_bit), and optionally channel_names, "
     "start_time (ISO 8601), file (the .dat name) and header_bytes"
 )
+SCHEMA_PATH = Path(__file__).with_name("dat_sidecar.schema.yaml")
+
+
+class _SidecarLoader(yaml.SafeLoader):
+    """YAML as people write numbers: 1e-7 and JSON's 1e-06 are floats (YAML 1.1 wants a dot)."""
+
+
+_SidecarLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
 
 
 def find_sidecar(folder: Path) -> Path | None:
@@ -49,12 +68,42 @@ def find_sidecar(folder: Path) -> Path | None:
     return None
 
 
+def check_sidecar(spec, sidecar: Path) -> None:
+    """Raise RawDataError with one sentence naming the sidecar, the key and what it
+    must be if `spec` (the loaded sidecar) does not follow the schema."""
+    if not isinstance(spec, dict):
+        raise RawDataError(f"{sidecar}: expected a mapping with {SIDECAR_HELP}.")
+    schema = _schema()
+    # YAML reads an unquoted date and time as a datetime: that is a valid start_time too.
+    checked = {k: v.isoformat() if isinstance(v, (date, datetime)) else v for k, v in spec.items()}
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(checked))
+    if not errors:
+        return
+    unknown = sorted({str(k) for e in errors if e.validator == "additionalProperties" for k in e.instance}
+                     - set(schema["properties"]))
+    if unknown:
+        raise RawDataError(f"{sidecar}: unknown key(s) {', '.join(unknown)}; the keys are {SIDECAR_HELP}.")
+    missing = [k for e in errors if e.validator == "required" and not e.path for k in e.validator_value
+               if k not in spec]
+    scales = [k for k in ("volts_per_bit", "uv_per_bit") if k in spec]
+    if not scales:
+        missing.append("volts_per_bit (or uv_per_bit)")
+    if missing:
+        raise RawDataError(f"{sidecar}: missing {', '.join(missing)}; the keys are {SIDECAR_HELP}.")
+    if len(scales) > 1:
+        raise RawDataError(f"{sidecar}: give volts_per_bit or uv_per_bit, not both.")
+    located = [e for e in errors if e.path and e.path[0] in schema["properties"]]
+    if not located:
+        reason = jsonschema.exceptions.best_match(errors).message
+        raise RawDataError(f"{sidecar}: {reason}; the keys are {SIDECAR_HELP}.")
+    key = str(min(located, key=lambda e: list(schema["properties"]).index(e.path[0])).path[0])
+    raise RawDataError(f"{sidecar}: {key} {schema['properties'][key]['description']} (got {spec[key]!r}).")
+
+
 class DatRecording(GridRecording):
     """Interleaved int16 samples in one .dat file, described by recording.yaml."""
 
     format = "dat"
-    KEYS = {"sampling_rate", "n_channels", "volts_per_bit", "uv_per_bit", "channel_names", "start_time",
-            "file", "header_bytes"}
 
     def __init__(self, folder: str | Path, *, index=None):
         self.folder = folder = Path(folder)
@@ -68,51 +117,34 @@ class DatRecording(GridRecording):
             )
         self.sidecar = sidecar
         try:
-            spec = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+            spec = yaml.load(sidecar.read_text(encoding="utf-8"), Loader=_SidecarLoader)
         except (OSError, yaml.YAMLError) as e:
             raise RawDataError(f"{sidecar}: unreadable ({e}).") from None
-        if not isinstance(spec, dict):
-            raise RawDataError(f"{sidecar}: expected a mapping with {SIDECAR_HELP}.")
-        unknown = sorted(set(map(str, spec)) - self.KEYS)
-        if unknown:
-            raise RawDataError(f"{sidecar}: unknown key(s) {', '.join(unknown)}; the keys are {SIDECAR_HELP}.")
-        missing = [k for k in ("sampling_rate", "n_channels") if k not in spec]
-        if "volts_per_bit" not in spec and "uv_per_bit" not in spec:
-            missing.append("volts_per_bit (or uv_per_bit)")
-        if missing:
-            raise RawDataError(f"{sidecar}: missing {', '.join(missing)}; the keys are {SIDECAR_HELP}.")
+        check_sidecar(spec, sidecar)
 
         def bad(key, why):
             return RawDataError(f"{sidecar}: {key} {why} (got {spec.get(key)!r}).")
 
-        try:
-            rate = float(spec["sampling_rate"])
-        except (TypeError, ValueError):
-            raise bad("sampling_rate", "must be a number of Hz") from None
-        if not np.isfinite(rate) or rate <= 0:
-            raise bad("sampling_rate", "must be positive")
-        n_ch = spec["n_channels"]
-        if isinstance(n_ch, bool) or not isinstance(n_ch, int) or n_ch < 1:
-            raise bad("n_channels", "must be a positive whole number")
+        # What the schema cannot say: values that must agree with n_channels, and finite numbers.
+        rate = float(spec["sampling_rate"])
+        if not np.isfinite(rate):
+            raise bad("sampling_rate", "must be a finite number of Hz")
+        n_ch = int(spec["n_channels"])
         key = "volts_per_bit" if "volts_per_bit" in spec else "uv_per_bit"
-        if "volts_per_bit" in spec and "uv_per_bit" in spec:
-            raise RawDataError(f"{sidecar}: give volts_per_bit or uv_per_bit, not both.")
         try:
             vpb = np.broadcast_to(np.asarray(spec[key], dtype=np.float64), (n_ch,)).copy()
-        except (TypeError, ValueError):
-            raise bad(key, f"must be a number or a list of {n_ch} numbers") from None
-        if not np.all(np.isfinite(vpb)) or np.any(vpb == 0):
-            raise bad(key, "must be non-zero")
+        except ValueError:
+            raise bad(key, f"must be a number or a list of {n_ch} numbers (n_channels)") from None
+        if not np.all(np.isfinite(vpb)):
+            raise bad(key, "must be finite")
         self._vpb = vpb * (1e-6 if key == "uv_per_bit" else 1.0)
         names = spec.get("channel_names")
         if names is None:
             names = [f"CH{i + 1}" for i in range(n_ch)]
-        elif not isinstance(names, list) or len(names) != n_ch:
+        elif len(names) != n_ch:
             raise bad("channel_names", f"must be a list of {n_ch} names (n_channels)")
         self._set_channels([str(n) for n in names], sidecar)
-        header = spec.get("header_bytes", 0)
-        if isinstance(header, bool) or not isinstance(header, int) or header < 0:
-            raise bad("header_bytes", "must be a whole number >= 0")
+        header = int(spec.get("header_bytes", 0))
 
         if spec.get("file") is not None:
             path = folder / str(spec["file"])
