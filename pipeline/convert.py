@@ -2,8 +2,9 @@
 
 `inspect_recording` reads headers and a sample of the data once per recording and
 writes recording.json (channels, regions, rate, start, gaps, segments, channel QC).
-`convert_segment` decimates one time segment of every analysed channel to the LFP
-rate; segments are independent jobs and join seamlessly (see pipeline.dsp.decimate).
+`convert_segment` decimates one time segment of every channel the channel map does not
+ignore (in a region or not: the map only decides regions) to the LFP rate; segments are
+independent jobs and join seamlessly (see pipeline.dsp.decimate).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def channel_qc(recording, channels: list[str], regions: dict[str, str | None]) -
 
     A channel is `dead` when its RMS is under a tenth of its region's median (or it is
     flat), `noisy` when over five times the median or saturated; both are left out of
-    region averages.
+    region averages. `regions` gives every channel a group to be compared with (the
+    caller puts channels in no region into one group of their own).
     """
     rate = recording.sampling_rate
     n_win = int(min(QC_WINDOW_S * rate, recording.n_samples))
@@ -127,10 +129,10 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *
     regions = {ch: cmap.region_of(ch) for ch in analysed}
     unmapped = [ch for ch in analysed if regions[ch] is None]
     if not any(r not in (None, "emg") for r in regions.values()):
-        raise RawDataError(
-            f"{raw_dir}: none of the channels ({rec.channel_names[0]} ...) is in a brain region of the "
-            f"channel map ({cmap_source}); check the channel names in the map."
-        )
+        # Converted all the same (the LFP holds every channel); only the region averages need a map.
+        log.warning("none of the channels (%s ...) is in a brain region of the channel map (%s): "
+                    "the LFP will hold them, but spectrograms and sleep states need regions",
+                    rec.channel_names[0], cmap_source)
     qc = channel_qc(rec, analysed, {ch: regions[ch] or "unmapped" for ch in analysed})
 
     n_lfp = decimator.n_output(rec.n_samples)
