@@ -5,8 +5,9 @@ sum_m h[m] * x[i*D + m]. Split into D phases (P_r[k] = x[k*D + r]), that sum bec
 L passes of y[i] += h[m] * P_{m mod D}[i + m div D], each a contiguous multiply-add
 over a block of outputs that the compiler turns into SIMD. Every stage of one channel
 runs before the next channel starts, on blocks small enough to stay in cache, and the
-first stage reads the raw int16 samples straight from the record buffer the reader
-filled, so the raw data is touched once.
+first stage reads the raw int16 samples straight from the buffer the reader filled
+(samples in fixed-size records with headers between them, as
+pipeline.io.block.RecordBlock describes them), so the raw data is touched once.
 
 Each output is the same sequence of multiply-adds over the same input window wherever
 a segment starts, so segments join bit for bit. Compiled by numba (cached on disk
@@ -27,7 +28,8 @@ _CONTRACT = {"contract"}
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
 def _stage(x, n_x, h, factor, n_out, y, P):
-    """y[i] = sum_m h[m] * x[i*factor + m] for i < n_out. x has n_x samples (+ SLACK)."""
+    """y[i] = sum_m h[m] * x[i*factor + m] for i < n_out. x has n_x samples and at
+    least `factor` spare ones after them (our buffers have SLACK)."""
     L = h.shape[0]
     K = (L - 1) // factor
     B = P.shape[1] - K - 1
