@@ -2,8 +2,9 @@
 
 `inspect_recording` reads headers and a sample of the data once per recording and
 writes recording.json (channels, regions, rate, start, gaps, segments, channel QC).
-`convert_segment` decimates one time segment of every analysed channel to the LFP
-rate; segments are independent jobs and join seamlessly (see pipeline.dsp.decimate).
+`convert_segment` decimates one time segment of every channel the channel map does not
+ignore (in a region or not: the map only decides regions) to the LFP rate; segments are
+independent jobs and join seamlessly (see pipeline.dsp.decimate).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from pipeline.errors import RawDataError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.lfp import make_info, write_lfp_segment
 from pipeline.io.raw import open_recording
+from pipeline.io.readahead import BlockReader
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def channel_qc(recording, channels: list[str], regions: dict[str, str | None]) -
 
     A channel is `dead` when its RMS is under a tenth of its region's median (or it is
     flat), `noisy` when over five times the median or saturated; both are left out of
-    region averages.
+    region averages. `regions` gives every channel a group to be compared with (the
+    caller puts channels in no region into one group of their own).
     """
     rate = recording.sampling_rate
     n_win = int(min(QC_WINDOW_S * rate, recording.n_samples))
@@ -127,10 +129,10 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, config: dict, *
     regions = {ch: cmap.region_of(ch) for ch in analysed}
     unmapped = [ch for ch in analysed if regions[ch] is None]
     if not any(r not in (None, "emg") for r in regions.values()):
-        raise RawDataError(
-            f"{raw_dir}: none of the channels ({rec.channel_names[0]} ...) is in a brain region of the "
-            f"channel map ({cmap_source}); check the channel names in the map."
-        )
+        # Converted all the same (the LFP holds every channel); only the region averages need a map.
+        log.warning("none of the channels (%s ...) is in a brain region of the channel map (%s): "
+                    "the LFP will hold them, but spectrograms and sleep states need regions",
+                    rec.channel_names[0], cmap_source)
     qc = channel_qc(rec, analysed, {ch: regions[ch] or "unmapped" for ch in analysed})
 
     n_lfp = decimator.n_output(rec.n_samples)
@@ -194,48 +196,6 @@ def analysed_channels(info: dict) -> list[dict]:
     return [c for c in info["channels"] if not c["ignored"]]
 
 
-class _BlockReader:
-    """Reads the raw input of consecutive LFP blocks, the next one in the background.
-
-    MNE asks for the segment's samples in consecutive blocks; while one block is being
-    filtered, a thread reads the next one (several files at once) into the other of
-    two buffers, so that the disk and the processor work at the same time.
-    """
-
-    def __init__(self, rec, decimator, channels: list[str], end: int):
-        self.rec, self.decimator, self.channels, self.end = rec, decimator, channels, end
-        self.files = ThreadPoolExecutor(max_workers=4, thread_name_prefix="read")
-        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
-        self.buffers = [None, None]
-        self.pending = None  # (j0, j1, future, buffer index)
-
-    def _load(self, j0: int, j1: int, which: int):
-        a, b = self.decimator.input_range(j0, j1)
-        block, self.buffers[which] = self.rec.read_block(a, b, self.channels, self.buffers[which], self.files)
-        return block
-
-    def get(self, j0: int, j1: int):
-        """The block for LFP samples [j0, j1)."""
-        block, which = None, 0
-        if self.pending is not None:
-            p0, p1, future, which = self.pending
-            self.pending = None
-            if (p0, p1) == (j0, j1):
-                block = future.result()
-            else:
-                future.exception()  # a wrong guess: let it finish with its buffer, ignore its error
-        if block is None:
-            block = self._load(j0, j1, which)
-        n0, n1 = j1, min(self.end, j1 + (j1 - j0))
-        if n1 > n0:
-            self.pending = (n0, n1, self.ahead.submit(self._load, n0, n1, 1 - which), 1 - which)
-        return block
-
-    def close(self) -> None:
-        self.ahead.shutdown(wait=True, cancel_futures=True)
-        self.files.shutdown(wait=True)
-
-
 def convert_segment(info: dict, segment: int, out_fif: str | Path, *, qc_json: str | Path | None = None,
                     progress_every_s: float = 30.0) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
@@ -273,21 +233,21 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, qc_json: s
     # afterwards, on 1/factor as many values.
     scale = rec.volts_per_bit(names).astype(np.float32)
 
-    reader = _BlockReader(rec, decimator, names, j0 + n) if hasattr(rec, "read_block") and not decimator.is_identity else None
+    reader = BlockReader(rec, names)
 
     def compute(a: int, b: int) -> np.ndarray:
-        if reader is not None:
-            block = decimator.decimate_records(reader.get(j0 + a, j0 + b), j0 + a, j0 + b, scale)
-        else:
-            block = decimator.decimate_range(lambda s, e: rec.read(s, e, names, scaled=False),
-                                             rec.n_samples, j0 + a, j0 + b) * scale[:, None]
-        sumsq[:] += np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        # MNE asks for consecutive blocks of one size: guess the next one and read it ahead.
+        nxt0, nxt1 = j0 + b, min(j0 + n, j0 + b + (b - a))
+        raw = reader.get(*decimator.input_range(j0 + a, j0 + b),
+                         then=decimator.input_range(nxt0, nxt1) if nxt1 > nxt0 else None)
+        lfp = decimator.decimate_records(raw, j0 + a, j0 + b, scale)
+        sumsq[:] += np.einsum("ij,ij->i", lfp, lfp, dtype=np.float64)
         done["n"] += b - a
         now = time.monotonic()
         if now - done["last"] >= progress_every_s:
             done["last"] = now
             log.info("segment %d: %.0f%% converted", segment, 100 * done["n"] / n)
-        return block
+        return lfp
 
     seg_end_s = (j0 + n) / lfp_rate
     gaps_s = []
@@ -300,8 +260,7 @@ def convert_segment(info: dict, segment: int, out_fif: str | Path, *, qc_json: s
     try:
         write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s)
     finally:
-        if reader is not None:
-            reader.close()
+        reader.close()
     elapsed = time.monotonic() - t_start
     sidecar = {
         "segment": segment,

@@ -1,9 +1,11 @@
 """Spectrogram stage: LFP segment -> one multitaper spectrogram per brain region.
 
 Each region's signal is the mean of its good channels (channels QC flagged as dead or
-noisy are left out). The result is saved as .npz: `freqs`, `onsets_s` (epoch onsets
-from the recording start), `regions`, `power` (regions x epochs x freqs, V^2/Hz) and
-`valid` (epochs not touching a recording gap).
+noisy are left out); channels in no region are in the LFP but in no spectrogram, and an
+LFP without any channel in a brain region stops here with a sentence on how to map one.
+The result is saved as .npz: `freqs`, `onsets_s` (epoch onsets from the recording
+start), `regions`, `power` (regions x epochs x freqs, V^2/Hz) and `valid` (epochs not
+touching a recording gap).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dsp.spectrogram import epoch_spectrogram
+from pipeline.errors import RawDataError
 from pipeline.io.atomic import atomic_path
 from pipeline.io.lfp import GAP_ANNOTATION, read_lfp
 
@@ -58,6 +61,14 @@ def compute_spectrogram(info: dict, lfp_path: str | Path, out_npz: str | Path, c
     raw = read_lfp(lfp_path, preload=False)
     epoch_s = float(config["sleep"]["epoch_s"])
     spec_cfg = config["spectrogram"]
+    region_of = {c["name"]: c["region"] for c in info["channels"]}
+    if not any(region_of.get(name) not in (None, "emg") for name in raw.ch_names):
+        raise RawDataError(
+            f"{lfp_path}: no channel is mapped to a brain region, so there is nothing to average into "
+            "spectrograms; name the regions' channels in a channel_map.yaml in the raw data folder "
+            "(e.g. regions: {cortex: CSC1-CSC4}) or in channel_maps.default of config.yaml, then process the "
+            "recording again (tick rerun)."
+        )
     signals = region_signals(raw, info)
     if not signals:
         raise ValueError(f"{lfp_path}: no good channel in any region; see the channel QC in recording.json")

@@ -75,6 +75,21 @@ def test_a_rational_rate_ratio_converts_through_the_cli(project):
     np.testing.assert_allclose(lfp.get_data(), whole, rtol=0, atol=1e-6 * np.max(np.abs(whole)))
 
 
+def test_an_lfp_rate_equal_to_the_raw_rate_gives_the_raw_samples(project, recording_in):
+    """No filter at all: the converter's one path hands the read blocks on, in volts."""
+    raw = recording_in("same")
+    project.set_config(lfp={"rate": 2000.0})
+    out = project.dir / "out"
+    proc = project.ephys("convert", str(raw), str(out))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((out / "recording.json").read_text())
+    assert info["decimator"]["stages"] == [] and info["decimator"]["rational"] is None
+    lfp = read_lfp([out / "lfp" / f"seg{k}.fif" for k in range(len(info["segments"]))])
+    rec = open_recording(raw)
+    assert lfp.info["sfreq"] == 2000.0 and lfp.n_times == rec.n_samples
+    assert np.array_equal(lfp.get_data(), rec.read(0, rec.n_samples, lfp.ch_names).astype(np.float64))
+
+
 def test_gap_is_kept_on_the_time_axis_and_annotated(project, tmp_path):
     from pipeline.synth import write_synthetic_recording
 
@@ -233,3 +248,52 @@ def test_a_raw_file_changed_since_inspect_is_refused(project, recording_in):
     assert proc.returncode == 2
     assert "CSC5.ncs" in proc.stderr and "the file changed" in proc.stderr
     assert not (out / "seg0.fif").exists()
+
+
+def convert_lahcu1(project, name: str, channel_map: str | None):
+    """`ephys convert` of a folder holding a copy of the vendor's LAHCu1.ncs (and the map, if given)."""
+    raw = project.raw / name
+    raw.mkdir()
+    shutil.copy(real_data("neuralynx-mne-testing-data/LAHCu1.ncs"), raw / "LAHCu1.ncs")
+    if channel_map is not None:
+        (raw / "channel_map.yaml").write_text(channel_map)
+    out = project.dir / f"out-{name}"
+    proc = project.ephys("convert", str(raw), str(out))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "recording.json").read_text()), out
+
+
+def test_channels_in_no_region_are_converted_all_the_same(project):
+    """The channel map decides regions, not which channels reach the LFP."""
+    info, out = convert_lahcu1(project, "unmapped", None)  # the default map names CSC channels only
+    assert [(c["name"], c["region"], c["ignored"]) for c in info["channels"]] == [("LAHCu1", None, False)]
+    assert info["unmapped_channels"] == ["LAHCu1"] and info["channels"][0]["qc"]["flag"] == "ok"
+    mapped_info, mapped_out = convert_lahcu1(project, "mapped", "regions:\n  hippocampus: [LAHCu1]\n")
+    assert mapped_info["channels"][0]["region"] == "hippocampus"
+    lfp = read_lfp(out / "lfp" / "seg0.fif")
+    mapped = read_lfp(mapped_out / "lfp" / "seg0.fif")
+    assert lfp.ch_names == mapped.ch_names == ["LAHCu1"]
+    assert lfp.n_times == info["n_lfp_samples"] == mapped.n_times
+    assert np.array_equal(lfp.get_data(), mapped.get_data())
+
+
+def test_spectrogram_without_a_mapped_region_says_how_to_map_one(project):
+    info, out = convert_lahcu1(project, "unmapped", None)
+    proc = project.ephys("spectrogram", str(out / "recording.json"), str(out / "lfp" / "seg0.fif"),
+                         str(out / "spec.npz"))
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("ERROR: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no channel is mapped to a brain region" in lines[0]
+    assert "channel_map.yaml" in lines[0] and "regions: {cortex: CSC1-CSC4}" in lines[0]
+    assert "channel_maps.default" in lines[0]
+    assert not (out / "spec.npz").exists()
+
+    # A region whose every channel QC flagged: the other message.
+    info, out = convert_lahcu1(project, "mapped", "regions:\n  hippocampus: [LAHCu1]\n")
+    info["channels"][0]["qc"]["flag"] = "dead"
+    (out / "flagged.json").write_text(json.dumps(info))
+    assert project.ephys("convert-segment", str(out / "flagged.json"), "0", str(out / "flagged.fif")).returncode == 0
+    proc = project.ephys("spectrogram", str(out / "flagged.json"), str(out / "flagged.fif"), str(out / "spec.npz"))
+    assert proc.returncode == 2
+    assert "no good channel in any region" in proc.stderr and "no channel is mapped" not in proc.stderr

@@ -362,3 +362,17 @@ def test_same_rate_is_identity():
     dec = design_decimator(1000, 1000)
     x = np.random.default_rng(0).standard_normal((2, 50)).astype(np.float32)
     assert np.array_equal(whole(dec, x), x)
+
+
+def test_same_rate_hands_the_converters_block_back_scaled():
+    """The converter always calls decimate_records; at the raw rate that is its input, in volts."""
+    from pipeline.io.block import RecordBlock
+
+    dec = design_decimator(1000, 1000)
+    x = np.random.default_rng(1).integers(-2000, 2000, (3, 80)).astype(np.float32)
+    scale = np.array([1e-6, -2e-6, 5e-7], dtype=np.float32)
+    j0, j1 = 10, 70
+    block = RecordBlock.from_held_rows(x[:, j0:j1], 0, 0)
+    got = dec.decimate_records(block, j0, j1, scale)
+    assert got.dtype == np.float32 and np.array_equal(got, x[:, j0:j1] * scale[:, None])
+    assert np.array_equal(dec.decimate_records(block, j0, j1), x[:, j0:j1])

@@ -1,4 +1,4 @@
-"""Tests of the Neuralynx .ncs reader (pipeline.io.ncs) and the folder reader (pipeline.io.raw).
+"""Tests of the Neuralynx .ncs reader (pipeline.io.ncs) and the folder reader (pipeline.io.neuralynx).
 
 Reference values come from outside the code under test: the vendor's own converter
 (Nlx2MatCSC, the .mat file next to every real .ncs), the data set's README (where the
@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.dsp.fir_kernel import block_rows
 from pipeline.errors import RawDataError
 from pipeline.io.ncs import HEADER_SIZE, NCS_RECORD_DTYPE, Gap, NcsFile, format_ncs_header
-from pipeline.io.raw import RecordingGap, open_recording
+from pipeline.io.raw import open_recording
+from pipeline.io.recording import RawRecording, RecordingGap
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real-formats/neuralynx-mne-testing-data"
 REAL_NCS = sorted(p.name for p in REAL.glob("*.ncs")) if REAL.is_dir() else []
@@ -654,6 +656,7 @@ def test_read_block_equals_read(tmp_path, a, b):
     from concurrent.futures import ThreadPoolExecutor
 
     rec = open_recording(_awkward_folder(tmp_path))
+    assert isinstance(rec, RawRecording)
     n = rec.n_samples
     lo, hi = max(a, 0), min(b, n)
     want = rec.read(lo, hi, scaled=False)
@@ -661,11 +664,11 @@ def test_read_block_equals_read(tmp_path, a, b):
                            np.repeat(want[:, -1:], b - hi, axis=1)], axis=1)
     with ThreadPoolExecutor(3) as pool:
         block, buf = rec.read_block(a, b, rec.channel_names, pool=pool)
-        assert np.array_equal(block.to_rows(b - a), want)
+        assert np.array_equal(block_rows(block, b - a), want)
         # The buffer is reused for the next block.
         block2, buf2 = rec.read_block(a, b, rec.channel_names, buf)
         assert buf2 is buf
-        assert np.array_equal(block2.to_rows(b - a), want)
+        assert np.array_equal(block_rows(block2, b - a), want)
 
 
 def test_read_block_takes_records_in_place_where_it_can(tmp_path):
@@ -694,7 +697,7 @@ def test_read_block_on_the_real_gap_files(real_dir, tmp_path):
         want = np.concatenate([np.repeat(whole[:, :1], lo - a, axis=1), whole[:, lo:hi],
                                np.repeat(whole[:, hi - 1:hi], b - hi, axis=1)], axis=1)
         block, _ = rec.read_block(a, b, rec.channel_names)
-        assert np.array_equal(block.to_rows(b - a), want), (a, b)
+        assert np.array_equal(block_rows(block, b - a), want), (a, b)
 
 
 @pytest.mark.parametrize("rate_out", [500.0, 250.0, 40.0])

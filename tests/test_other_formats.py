@@ -21,9 +21,11 @@ import pytest
 import yaml
 
 from pipeline.dsp.decimate import design_decimator
+from pipeline.dsp.fir_kernel import block_rows
 from pipeline.errors import RawDataError
 from pipeline.io import neo_formats
 from pipeline.io.raw import open_recording
+from pipeline.io.recording import RawRecording
 
 from conftest import real_data as real
 
@@ -87,6 +89,15 @@ def check_reads(rec, reference_v: np.ndarray, rng: np.random.Generator) -> None:
     assert np.array_equal(rec.read(a, b, some), whole[pos, a:b])
     assert np.array_equal(rec.read(a, b, some, scaled=False), adc[pos, a:b])
     np.testing.assert_array_equal(rec.volts_per_bit(some), vpb[pos])
+    # The converter's view: `read` in ADC units, the first and last samples held beyond the ends.
+    assert isinstance(rec, RawRecording)
+    n = rec.n_samples
+    for a, b in [(-7, min(n, 300)), (max(0, n - 300), n + 9)]:
+        lo, hi = max(a, 0), min(b, n)
+        want = np.concatenate([np.repeat(adc[:, lo:lo + 1], lo - a, axis=1), adc[:, lo:hi],
+                               np.repeat(adc[:, hi - 1:hi], b - hi, axis=1)], axis=1)
+        block, _ = rec.read_block(a, b, rec.channel_names)
+        assert np.array_equal(block_rows(block, b - a), want), (a, b)
     # LFP-band signals of tens to hundreds of microvolts, not millivolts or nanovolts.
     rms = np.sqrt(np.mean((whole - whole.mean(axis=1, keepdims=True)) ** 2, axis=1))
     assert np.all(rms > 1e-7) and np.all(rms < 1e-3), rms
@@ -374,6 +385,41 @@ def test_dat_without_or_with_a_wrong_sidecar_says_what_is_needed(tmp_path):
     write_dat(tmp_path / "names", sampling_rate=2000, n_channels=5, volts_per_bit=1e-7, channel_names=["a", "b"])
     with pytest.raises(RawDataError, match="channel_names"):
         open_recording(tmp_path / "names")
+
+
+GOOD_SIDECAR = {"sampling_rate": 2000, "n_channels": 5, "volts_per_bit": 1e-7}
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"n_channels": None}, "missing n_channels; the keys are sampling_rate (Hz), n_channels"),
+    ({"volts_per_bit": None}, "missing volts_per_bit (or uv_per_bit)"),
+    ({"uv_per_bit": 0.195}, "give volts_per_bit or uv_per_bit, not both"),
+    ({"sampling_rate": -5}, "sampling_rate must be a positive number of Hz (got -5)"),
+    ({"sampling_rate": "fast"}, "sampling_rate must be a positive number of Hz (got 'fast')"),
+    ({"n_channels": 2.5}, "n_channels must be a positive whole number"),
+    ({"volts_per_bit": 0}, "volts_per_bit must be a non-zero number of volts per count"),
+    ({"volts_per_bit": [1e-7, 2e-7]}, "volts_per_bit must be a number or a list of 5 numbers"),
+    ({"channel_names": "hpc1"}, "channel_names must be a list of channel names"),
+    ({"header_bytes": -1}, "header_bytes must be a whole number >= 0 (bytes to skip"),
+    ({"start_time": "yesterday"}, "start_time must be an ISO 8601 date and time"),
+])
+def test_each_sidecar_mistake_gets_one_sentence_naming_the_key(tmp_path, change, expected):
+    sidecar = {k: v for k, v in {**GOOD_SIDECAR, **change}.items() if v is not None}
+    write_dat(tmp_path / "rec", **sidecar)
+    with pytest.raises(RawDataError) as err:
+        open_recording(tmp_path / "rec")
+    assert str(err.value).startswith(f"{tmp_path / 'rec' / 'recording.yaml'}: ")
+    assert expected in str(err.value)
+
+
+def test_sidecar_numbers_as_json_and_people_write_them(tmp_path):
+    """JSON writes 1e-06 and people write 1e-7: numbers, though YAML 1.1 reads them as text."""
+    write_dat(tmp_path / "rec")
+    (tmp_path / "rec" / "recording.yaml").write_text("sampling_rate: 2e3\nn_channels: 5\nvolts_per_bit: 1e-7\n"
+                                                     "start_time: 2026-01-05T07:00:00\n")
+    rec = open_recording(tmp_path / "rec")
+    assert rec.sampling_rate == 2000.0 and rec.start_time == datetime(2026, 1, 5, 7, 0, tzinfo=timezone.utc)
+    np.testing.assert_allclose(rec.volts_per_bit(), 1e-7)
 
 
 def test_empty_folder_names_what_was_looked_for(tmp_path):

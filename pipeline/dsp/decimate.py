@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.dsp.fir_kernel import SLACK, RecordBlock, decimate_block
+from pipeline.dsp.fir_kernel import SLACK, block_rows, decimate_block, decimate_rows
 
 PASSBAND_FRACTION = 0.4  # of the output rate
 STOPBAND_FRACTION = 0.5  # of the output rate
@@ -165,21 +165,22 @@ class Decimator:
         rows[:, hi - a:b - a] = x[:, -1:]
         if self.is_identity:
             return np.ascontiguousarray(rows[:, :b - a])
-        return self._run(RecordBlock.from_rows(rows), j0, j1)
+        return decimate_rows(rows, b - a, self.stages, self.stage_lengths(j0, j1), None, self._rational_args(j0, j1))
 
-    def decimate_records(self, block: RecordBlock, j0: int, j1: int,
-                         scale: np.ndarray | None = None) -> np.ndarray:
-        """Output samples [j0, j1) of the channels in `block`, which holds input samples
+    def decimate_records(self, block, j0: int, j1: int, scale: np.ndarray | None = None) -> np.ndarray:
+        """Output samples [j0, j1) of the channels in `block` (raw samples as the reader
+        left them, see fir_kernel.decimate_block), which holds input samples
         input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`."""
-        if self.is_identity:
-            raise ValueError("decimate_records needs at least one stage")
-        return self._run(block, j0, j1, scale)
-
-    def _run(self, block: RecordBlock, j0: int, j1: int, scale=None) -> np.ndarray:
         a, b = self.input_range(j0, j1)
+        if self.is_identity:  # the LFP rate is the raw rate: the input, scaled
+            x = block_rows(block, b - a)
+            return x if scale is None else x * np.asarray(scale, dtype=np.float32)[:, None]
+        return decimate_block(block, b - a, self.stages, self.stage_lengths(j0, j1), scale,
+                              self._rational_args(j0, j1))
+
+    def _rational_args(self, j0: int, j1: int):
         r = self.rational
-        rational = None if r is None else (r.taps, r.up, r.down, j0, r.input_range(j0, j1)[0], j1 - j0)
-        return decimate_block(block, b - a, self.stages, self.stage_lengths(j0, j1), scale, rational)
+        return None if r is None else (r.taps, r.up, r.down, j0, r.input_range(j0, j1)[0], j1 - j0)
 
 
 def _kaiser_length(rate: float, f_pass: float, f_stop: float, atten_db: float) -> int:

@@ -5,8 +5,9 @@ sum_m h[m] * x[i*D + m]. Split into D phases (P_r[k] = x[k*D + r]), that sum bec
 L passes of y[i] += h[m] * P_{m mod D}[i + m div D], each a contiguous multiply-add
 over a block of outputs that the compiler turns into SIMD. Every stage of one channel
 runs before the next channel starts, on blocks small enough to stay in cache, and the
-first stage reads the raw int16 samples straight from the record buffer the reader
-filled, so the raw data is touched once.
+first stage reads the raw int16 samples straight from the buffer the reader filled
+(samples in fixed-size records with headers between them, as
+pipeline.io.block.RecordBlock describes them), so the raw data is touched once.
 
 Each output is the same sequence of multiply-adds over the same input window wherever
 a segment starts, so segments join bit for bit. Compiled by numba (cached on disk
@@ -18,11 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.io.ncs import RECORD_SIZE, SAMPLES_PER_RECORD
-
-RECORD_WORDS = RECORD_SIZE // 2  # int16 words from one record's samples to the next's
-assert SAMPLES_PER_RECORD == 512  # _fill_from_records splits sample numbers with >> 9 and & 511
-SLACK = 64  # spare samples after every row, so the deinterleave may read past a row's end
+SLACK = 64  # spare samples after every buffer of ours, so the deinterleave may read past its end
 _BLOCK = 1024  # outputs per pass; the phases (D x (_BLOCK + K)) stay in the L1/L2 cache
 # Only contraction of a*b+c into one fused multiply-add: no reassociation, so every
 # output's arithmetic stays the same wherever its block starts.
@@ -31,7 +28,8 @@ _CONTRACT = {"contract"}
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
 def _stage(x, n_x, h, factor, n_out, y, P):
-    """y[i] = sum_m h[m] * x[i*factor + m] for i < n_out. x has n_x samples (+ SLACK)."""
+    """y[i] = sum_m h[m] * x[i*factor + m] for i < n_out. x has n_x samples and at
+    least `factor` spare ones after them (our buffers have SLACK)."""
     L = h.shape[0]
     K = (L - 1) // factor
     B = P.shape[1] - K - 1
@@ -86,20 +84,21 @@ def _stage(x, n_x, h, factor, n_out, y, P):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _fill_from_records(flat, start, q0, n_have, before, n_x, row):
+def _fill_from_records(flat, start, q0, n_have, before, n_x, row, per_record, stride):
     """row[0:n_x] = a channel's samples: `before` copies of the first one, then n_have
     samples from sample q0 of the record whose samples begin at flat[start], on through
-    the records that follow it (RECORD_WORDS apart), then copies of the last."""
-    first = flat[start + (q0 >> 9) * RECORD_WORDS + (q0 & 511)]
+    the records that follow it (records of `per_record` samples, `stride` words apart),
+    then copies of the last."""
+    first = flat[start + (q0 // per_record) * stride + q0 % per_record]
     for t in range(before):
         row[t] = first
     t = before
     q = q0
     end = before + n_have
-    while t < end:
-        o = q & 511
-        run = min(SAMPLES_PER_RECORD - o, end - t)
-        src = flat[start + (q >> 9) * RECORD_WORDS + o:]
+    while t < end:  # one pass per record: the division is rare, the copy is the work
+        o = q % per_record
+        run = min(per_record - o, end - t)
+        src = flat[start + (q // per_record) * stride + o:]
         dst = row[t:]
         for k in range(run):
             dst[k] = src[k]
@@ -130,7 +129,7 @@ def _rational_stage(x, h, up, down, j0, a, n_out, y):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _decimate_channels(flat, rec_start, rec_q0, before, have, rows, row_slot,
+def _decimate_channels(flat, rec_start, rec_q0, before, have, per_record, stride, rows, row_slot,
                        n_x, taps, factors, n_outs, bufs, P, scale, out,
                        rat_h, rat_up, rat_down, rat_j0, rat_a):
     """Decimate every channel c of a block into out[c].
@@ -147,7 +146,7 @@ def _decimate_channels(flat, rec_start, rec_q0, before, have, rows, row_slot,
             x = rows[row_slot[c]]
         else:
             x = bufs[0]
-            _fill_from_records(flat, rec_start[c], rec_q0[c], have, before, n_x, x)
+            _fill_from_records(flat, rec_start[c], rec_q0[c], have, before, n_x, x, per_record, stride)
         n_in = n_x
         for s in range(n_stages):
             y = out[c] if s == n_stages - 1 and not rational else bufs[s + 1]
@@ -162,50 +161,49 @@ def _decimate_channels(flat, rec_start, rec_q0, before, have, rows, row_slot,
             oc[i] *= g
 
 
-class RecordBlock:
-    """Raw int16 samples as the reader left them: Neuralynx records, headers and all.
-
-    `flat` is the reader's buffer as int16 words. Channel c's samples begin at word
-    `start[c]` (the first sample of its first record; later records follow every
-    RECORD_WORDS words), from sample `q0[c]` of that record on, `have` of them, preceded
-    by `before` copies of the first (the held recording start) and followed by copies
-    of the last (`before` and `have` are the same for every channel of a block). A channel with `row[c] >= 0` comes instead from the float32
-    row `rows[row[c]]`, which carries SLACK spare samples at its end.
-    """
-
-    __slots__ = ("flat", "start", "q0", "before", "have", "rows", "row")
-
-    def __init__(self, flat, start, q0, before, have, rows, row):
-        self.flat, self.start, self.q0, self.before, self.have = flat, start, q0, before, have
-        self.rows, self.row = rows, row
-
-    @classmethod
-    def from_rows(cls, rows: np.ndarray) -> "RecordBlock":
-        """A block whose channels are all float32 rows (which must carry SLACK spare columns)."""
-        n = rows.shape[0]
-        none = np.zeros(n, dtype=np.int64)
-        return cls(np.zeros(RECORD_WORDS, dtype=np.int16), none, none, 0, 0, rows, np.arange(n, dtype=np.int64))
-
-    def to_rows(self, n_x: int) -> np.ndarray:
-        """Every channel's n_x input samples as (channels, n_x) float32 (for checks)."""
-        out = np.empty((len(self.row), n_x + SLACK), dtype=np.float32)
-        for c in range(len(self.row)):
-            if self.row[c] >= 0:
-                out[c] = self.rows[self.row[c], :n_x + SLACK]
-            else:
-                _fill_from_records(self.flat, self.start[c], self.q0[c], self.have, self.before, n_x, out[c])
-        return out[:, :n_x]
+def block_rows(block, n_x: int) -> np.ndarray:
+    """Every channel's n_x input samples in `block` as (channels, n_x) float32 (for checks)."""
+    out = np.empty((len(block.row), n_x + SLACK), dtype=np.float32)
+    for c in range(len(block.row)):
+        if block.row[c] >= 0:
+            out[c, :n_x] = block.rows[block.row[c], :n_x]
+        else:
+            _fill_from_records(block.flat, block.start[c], block.q0[c], block.have, block.before, n_x, out[c],
+                               block.samples_per_record, block.record_stride)
+    return out[:, :n_x]
 
 
-def decimate_block(block: RecordBlock, n_x: int, stages, n_outs: list[int],
+def decimate_block(block, n_x: int, stages, n_outs: list[int],
                    scale: np.ndarray | None = None, rational=None) -> np.ndarray:
     """Run `stages` (objects with .taps and .factor) over each channel's n_x input samples,
     then the rational stage if given as (taps, up, down, j0, a, n_out): outputs j0.. of
     it, whose input (the integer stages' output) starts at its sample a.
 
+    `block` says where the input lies: raw int16 samples in fixed-size records (fields
+    flat, start, q0, before, have, samples_per_record, record_stride) or float32 rows
+    (rows, row), as pipeline.io.block.RecordBlock describes; rows must carry at least
+    as many spare columns after their n_x samples as the first stage's factor.
     Returns (channels, outputs) float32, multiplied by `scale` per channel if given.
     """
-    n_ch = len(block.row)
+    if stages and np.any(block.row >= 0) and block.rows.shape[1] - n_x < stages[0].factor:
+        raise ValueError(f"the block's rows need {stages[0].factor} spare columns after their {n_x} samples")
+    return _decimate(block.flat, block.start, block.q0, block.before, block.have, block.samples_per_record,
+                     block.record_stride, block.rows, block.row, n_x, stages, n_outs, scale, rational)
+
+
+def decimate_rows(rows: np.ndarray, n_x: int, stages, n_outs: list[int],
+                  scale: np.ndarray | None = None, rational=None) -> np.ndarray:
+    """decimate_block of input given as float32 rows (channels, n_x + SLACK)."""
+    if rows.shape[1] < n_x + SLACK:
+        raise ValueError(f"rows need SLACK ({SLACK}) spare columns after their {n_x} samples")
+    n = rows.shape[0]
+    none = np.zeros(n, dtype=np.int64)
+    return _decimate(np.zeros(1, dtype=np.int16), none, none, 0, 0, 1, 1, rows, np.arange(n, dtype=np.int64),
+                     n_x, stages, n_outs, scale, rational)
+
+
+def _decimate(flat, start, q0, before, have, per_record, stride, rows, row, n_x, stages, n_outs, scale, rational):
+    n_ch = len(row)
     taps = tuple(np.ascontiguousarray(s.taps, dtype=np.float32) for s in stages)
     factors = np.array([s.factor for s in stages], dtype=np.int64)
     for h, f in zip(taps, factors):
@@ -225,6 +223,6 @@ def decimate_block(block: RecordBlock, n_x: int, stages, n_outs: list[int],
         taps = (np.zeros(1, dtype=np.float32),)
     out = np.empty((n_ch, n_final), dtype=np.float32)
     g = np.ones(n_ch, dtype=np.float32) if scale is None else np.ascontiguousarray(scale, dtype=np.float32)
-    _decimate_channels(block.flat, block.start, block.q0, block.before, block.have, block.rows, block.row,
+    _decimate_channels(flat, start, q0, before, have, per_record, stride, rows, row,
                        n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out, *rat)
     return out

@@ -1,11 +1,13 @@
 """Neuralynx continuously sampled channel (.ncs) files: read and write.
 
-The converter reads raw recordings through `NcsFile`, which memory-maps the records
-and never changes the file. The synthetic-recording generator writes files through
-`write_ncs_header` and `NCS_RECORD_DTYPE`, in exactly the layout Cheetah/Pegasus use:
-a 16 KiB latin-1 text header padded with NUL bytes, then 1044-byte records of
-(uint64 timestamp in microseconds, uint32 channel number, uint32 sampling rate,
-uint32 valid-sample count, 512 x int16 samples).
+The folder reader (pipeline.io.neuralynx) opens each channel as an `NcsFile`, which
+scans the record headers once and reads samples with ordinary reads; the converter's
+blocks of whole records the folder reader reads itself, with preadv. Neither changes
+the file. The synthetic-recording generator writes files through `format_ncs_header`
+and `NCS_RECORD_DTYPE`, in exactly the layout Cheetah/Pegasus use: a 16 KiB latin-1
+text header padded with NUL bytes, then 1044-byte records of (uint64 timestamp in
+microseconds, uint32 channel number, uint32 sampling rate, uint32 valid-sample count,
+512 x int16 samples).
 """
 
 from __future__ import annotations

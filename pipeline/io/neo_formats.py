@@ -1,8 +1,7 @@
-"""Raw formats besides Neuralynx: Intan, Open Ephys (binary and legacy) and plain .dat.
+"""Raw formats read through neo: Intan and Open Ephys (binary and legacy).
 
-Each reader offers the interface of `pipeline.io.raw.NeuralynxRecording` (channel names,
-one sampling rate, `read(start, stop)` on the recording clock, `volts_per_bit`, `gaps`,
-`channel_ends`, `describe_files`).
+`pipeline.io.raw.open_recording` opens these; each reader offers the interface of
+`pipeline.io.recording.RawRecording` as a `pipeline.io.grid.GridRecording`.
 
 Vendor formats go through neo's rawio layer (`NeoRecording`, a thin adapter over one
 neo rawio object and ONE of its signal streams):
@@ -42,66 +41,29 @@ reader does with TimeCreated): Intan: `_YYMMDD_HHMMSS` at the end of the file na
 (Intan's default naming); Open Ephys binary: <DATE> of the Record Node's settings.xml
 (settings_N.xml for experimentN); legacy: the files' `date_created` header. Failing
 that: the data file's modification time minus the duration (a warning is logged).
-
-Plain `.dat` (`DatRecording`, format 'dat', read without neo through a read-only
-np.memmap, so memory stays bounded): interleaved little-endian int16 frames
-(sample0: ch0 ch1 ... chN-1, sample1: ...), described by a sidecar `recording.yaml`
-(or `recording.yml` / `recording.json`) in the same folder with the keys
-
-  sampling_rate: 20000          # Hz (required)
-  n_channels: 32                # channels per frame (required)
-  volts_per_bit: 1.95e-7        # V per count (required, or uv_per_bit: 0.195);
-                                #   a number, or a list with one value per channel
-  channel_names: [CH1, ...]     # optional, in file order; default CH1..CHn
-  start_time: 2026-01-05T07:00:00+00:00   # optional ISO 8601; naive = UTC
-  file: rec.dat                 # optional; needed when the folder holds several .dat
-  header_bytes: 0               # optional bytes to skip at the start of the file
-
-Other keys are refused (to catch typos). A trailing partial frame is ignored with a
-warning.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pipeline.errors import RawDataError
-from pipeline.io.raw import RecordingGap, head_tail_sha256
+from pipeline.io.grid import GridRecording
+from pipeline.io.recording import file_facts, start_from_mtime
 
 log = logging.getLogger(__name__)
 
 UNIT_TO_VOLTS = {"V": 1.0, "mV": 1e-3, "uV": 1e-6, "µV": 1e-6, "μV": 1e-6, "nV": 1e-9}
-SIDECAR_NAMES = ("recording.yaml", "recording.yml", "recording.json")
-SIDECAR_HELP = (
-    "sampling_rate (Hz), n_channels, volts_per_bit (or uv_per_bit), and optionally channel_names, "
-    "start_time (ISO 8601), file (the .dat name) and header_bytes"
-)
 
 
-# -- shared helpers ---------------------------------------------------------------------
-def _file_facts(path: Path, folder: Path) -> dict:
-    """Name, size and the quick checksum (raw.head_tail_sha256) of one file."""
-    try:
-        name = str(path.relative_to(folder))
-    except ValueError:
-        name = str(path)
-    return {"file": name, "bytes": path.stat().st_size, "sha256_head_tail": head_tail_sha256(path)}
-
-
-def _mtime_start(path: Path, duration_s: float) -> datetime:
-    log.warning("%s: no start time in the files; using the file's modification time minus its duration", path)
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc) - timedelta(seconds=duration_s)
-
-
+# -- start times ------------------------------------------------------------------------
 def _parse_clock(text: str, formats: tuple[str, ...]) -> datetime | None:
     text = text.strip().strip("'\"")
     for fmt in formats:
@@ -110,106 +72,6 @@ def _parse_clock(text: str, formats: tuple[str, ...]) -> datetime | None:
         except ValueError:
             continue
     return None
-
-
-class _GridRecording:
-    """Blocks of samples on one grid; what lies between blocks is a gap, filled linearly.
-
-    Subclasses set channel_names, sampling_rate, n_samples, _blocks [(grid_start, length)]
-    sorted and disjoint, _vpb (float64 per channel, in channel_names order) and implement
-    `_read_block(b, i0, i1, idx)` -> (len(idx), i1 - i0) float32 ADC units.
-    """
-
-    format = "?"
-    folder: Path
-    channel_names: list[str]
-    sampling_rate: float
-    n_samples: int
-    t0_us: int
-    start_time: datetime
-    _blocks: list[tuple[int, int]]
-    _vpb: np.ndarray
-
-    def _set_channels(self, names: list[str], where) -> None:
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise RawDataError(f"{where}: several channels are named {dupes[0]}; channels are identified by name.")
-        self.channel_names = list(names)
-        self._pos = {n: i for i, n in enumerate(names)}
-
-    @property
-    def duration_s(self) -> float:
-        return self.n_samples / self.sampling_rate
-
-    def _indexes(self, channels: list[str] | None) -> np.ndarray:
-        if channels is None:
-            return np.arange(len(self.channel_names))
-        try:
-            return np.array([self._pos[c] for c in channels], dtype=np.int64)
-        except KeyError as e:
-            raise ValueError(f"{self.folder}: no channel named {e.args[0]}") from None
-
-    def read(self, start: int, stop: int, channels: list[str] | None = None, *,
-             scaled: bool = True) -> np.ndarray:
-        """Grid samples [start, stop) as (channels, samples) float32, in volts, or in ADC
-        units if not `scaled` (see `volts_per_bit`)."""
-        start, stop = int(start), int(stop)
-        if not 0 <= start < stop <= self.n_samples:
-            raise ValueError(f"{self.folder}: samples [{start}, {stop}) are not inside [0, {self.n_samples})")
-        idx = self._indexes(channels)
-        out = np.empty((len(idx), stop - start), dtype=np.float32)
-        filled = np.zeros(stop - start, dtype=bool)
-        for b, (s, n) in enumerate(self._blocks):
-            lo, hi = max(s, start), min(s + n, stop)
-            if hi > lo:
-                out[:, lo - start:hi - start] = self._read_block(b, lo - s, hi - s, idx)
-                filled[lo - start:hi - start] = True
-        if not filled.all():
-            self._fill_gaps(out, start, stop, idx)
-        if scaled:
-            out *= self._vpb[idx].astype(np.float32)[:, None]
-        return out
-
-    def _fill_gaps(self, out: np.ndarray, start: int, stop: int, idx: np.ndarray) -> None:
-        """Linear between the samples either side of each gap; held beyond the ends.
-
-        Depends only on the file, never on the requested range."""
-        for k in range(len(self._blocks) + 1):
-            prev_b = k - 1 if k > 0 else None
-            next_b = k if k < len(self._blocks) else None
-            g0 = self._blocks[prev_b][0] + self._blocks[prev_b][1] if prev_b is not None else 0
-            g1 = self._blocks[next_b][0] if next_b is not None else self.n_samples
-            lo, hi = max(g0, start), min(g1, stop)
-            if hi <= lo:
-                continue
-            pos = np.arange(lo, hi)
-            prev = None if prev_b is None else self._read_block(prev_b, self._blocks[prev_b][1] - 1,
-                                                                self._blocks[prev_b][1], idx)[:, 0].astype(np.float64)
-            nxt = None if next_b is None else self._read_block(next_b, 0, 1, idx)[:, 0].astype(np.float64)
-            if prev is None:
-                out[:, lo - start:hi - start] = nxt[:, None]
-            elif nxt is None:
-                out[:, lo - start:hi - start] = prev[:, None]
-            else:
-                frac = (pos - (g0 - 1)) / float(g1 - (g0 - 1))
-                out[:, lo - start:hi - start] = prev[:, None] + frac[None, :] * (nxt - prev)[:, None]
-
-    def volts_per_bit(self, channels: list[str] | None = None) -> np.ndarray:
-        return self._vpb[self._indexes(channels)].astype(np.float64)
-
-    def gaps(self) -> list[RecordingGap]:
-        """Stretches of the grid between blocks (all channels at once)."""
-        out, cursor = [], 0
-        for s, n in self._blocks:
-            if s > cursor:
-                out.append(RecordingGap(cursor, s - cursor, tuple(self.channel_names)))
-            cursor = s + n
-        if self.n_samples > cursor:
-            out.append(RecordingGap(cursor, self.n_samples - cursor, tuple(self.channel_names)))
-        return out
-
-    def channel_ends(self) -> dict[str, int]:
-        return {c: self.n_samples for c in self.channel_names}
 
 
 # -- neo ---------------------------------------------------------------------------------
@@ -297,7 +159,7 @@ def _choose_stream(io, stream, source) -> int:
     return best
 
 
-class NeoRecording(_GridRecording):
+class NeoRecording(GridRecording):
     """One signal stream of a neo rawio reader, on the recording clock.
 
     `rawio_class` (e.g. neo.rawio.IntanRawIO) is built with `rawio_kwargs`; `source` is
@@ -346,7 +208,7 @@ class NeoRecording(_GridRecording):
         whole = np.round(adc_offset)
         self._adc_offset = np.where(np.abs(adc_offset - whole) < 1e-6, whole, adc_offset).astype(np.float32)
 
-        blocks, self._segments = [], []
+        runs, self._segments = [], []
         t_first = None
         for seg in range(io.segment_count(0)):
             size = int(io.get_signal_size(0, seg, si))
@@ -356,17 +218,17 @@ class NeoRecording(_GridRecording):
             if t_first is None:
                 t_first = t
             g = int(round((t - t_first) * self.sampling_rate))
-            if blocks and g < blocks[-1][0] + blocks[-1][1]:
+            if runs and g < runs[-1][0] + runs[-1][1]:
                 raise RawDataError(
                     f"{self.source}: recording segment {seg + 1} starts at {t:.6f} s, before segment "
                     f"{self._segments[-1] + 1} ends; overlapping segments are not supported (convert them separately)."
                 )
-            blocks.append((g, size))
+            runs.append((g, size))
             self._segments.append(seg)
-        if not blocks:
+        if not runs:
             raise RawDataError(f"{self.source}: stream {self.stream_name} holds no samples.")
-        self._blocks = blocks
-        self.n_samples = blocks[-1][0] + blocks[-1][1]
+        self._runs = runs
+        self.n_samples = runs[-1][0] + runs[-1][1]
         self.t0_us = int(round(t_first * 1e6))
         self.files = files if files is not None else [(self.source, "all")] if self.source.is_file() else []
         self._start_time: datetime | None = None  # the vendor's, set by the opener (see _finish)
@@ -382,16 +244,12 @@ class NeoRecording(_GridRecording):
         """The vendor's start time, else the data file's modification time minus the duration."""
         if self._start_time is None:
             data_file = getattr(self, "_time_file", None) or (self.files[0][0] if self.files else self.source)
-            self._start_time = _mtime_start(data_file, self.duration_s)
+            self._start_time = start_from_mtime(data_file, self.duration_s)
         return self._start_time
 
-    @property
-    def n_segments(self) -> int:
-        return len(self._segments)
-
-    def _read_block(self, b: int, i0: int, i1: int, idx: np.ndarray) -> np.ndarray:
+    def _read_run(self, r: int, i0: int, i1: int, idx: np.ndarray) -> np.ndarray:
         all_in_order = len(idx) == len(self.channel_names) and np.array_equal(idx, np.arange(len(idx)))
-        raw = self._io.get_analogsignal_chunk(block_index=0, seg_index=self._segments[b], i_start=i0, i_stop=i1,
+        raw = self._io.get_analogsignal_chunk(block_index=0, seg_index=self._segments[r], i_start=i0, i_stop=i1,
                                               stream_index=self._stream_index,
                                               channel_indexes=None if all_in_order else idx)
         out = raw.T.astype(np.float32)
@@ -401,7 +259,7 @@ class NeoRecording(_GridRecording):
         return out
 
     def describe_files(self) -> list[dict]:
-        return [{"channel": ch, **_file_facts(p, self.folder), "stream": self.stream_name}
+        return [{"channel": ch, **file_facts(p, self.folder), "stream": self.stream_name}
                 for p, ch in self.files]
 
 
@@ -546,124 +404,3 @@ def open_openephys_legacy(folder: str | Path, *, stream: int | str | None = None
     if seg.get("date_created"):
         start = _parse_clock(str(seg["date_created"]), ("%d-%b-%Y %H%M%S", "%d-%b-%Y %H:%M:%S"))
     return rec._finish(start, rec.files[0][0] if rec.files else where)
-
-
-# -- plain .dat with a sidecar -----------------------------------------------------------
-def find_sidecar(folder: Path) -> Path | None:
-    for name in SIDECAR_NAMES:
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-class DatRecording(_GridRecording):
-    """Interleaved int16 samples in one .dat file, described by recording.yaml."""
-
-    format = "dat"
-    KEYS = {"sampling_rate", "n_channels", "volts_per_bit", "uv_per_bit", "channel_names", "start_time",
-            "file", "header_bytes"}
-
-    def __init__(self, folder: str | Path, *, index=None):
-        self.folder = folder = Path(folder)
-        sidecar = find_sidecar(folder)
-        dats = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dat" and p.is_file())
-        if sidecar is None:
-            what = f"holds {dats[0].name}" if dats else "holds no .dat file"
-            raise RawDataError(
-                f"{folder} {what} but no sidecar describing it: write {SIDECAR_NAMES[0]} next to it with "
-                f"{SIDECAR_HELP}."
-            )
-        self.sidecar = sidecar
-        try:
-            spec = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as e:
-            raise RawDataError(f"{sidecar}: unreadable ({e}).") from None
-        if not isinstance(spec, dict):
-            raise RawDataError(f"{sidecar}: expected a mapping with {SIDECAR_HELP}.")
-        unknown = sorted(set(map(str, spec)) - self.KEYS)
-        if unknown:
-            raise RawDataError(f"{sidecar}: unknown key(s) {', '.join(unknown)}; the keys are {SIDECAR_HELP}.")
-        missing = [k for k in ("sampling_rate", "n_channels") if k not in spec]
-        if "volts_per_bit" not in spec and "uv_per_bit" not in spec:
-            missing.append("volts_per_bit (or uv_per_bit)")
-        if missing:
-            raise RawDataError(f"{sidecar}: missing {', '.join(missing)}; the keys are {SIDECAR_HELP}.")
-
-        def bad(key, why):
-            return RawDataError(f"{sidecar}: {key} {why} (got {spec.get(key)!r}).")
-
-        try:
-            rate = float(spec["sampling_rate"])
-        except (TypeError, ValueError):
-            raise bad("sampling_rate", "must be a number of Hz") from None
-        if not np.isfinite(rate) or rate <= 0:
-            raise bad("sampling_rate", "must be positive")
-        n_ch = spec["n_channels"]
-        if isinstance(n_ch, bool) or not isinstance(n_ch, int) or n_ch < 1:
-            raise bad("n_channels", "must be a positive whole number")
-        key = "volts_per_bit" if "volts_per_bit" in spec else "uv_per_bit"
-        if "volts_per_bit" in spec and "uv_per_bit" in spec:
-            raise RawDataError(f"{sidecar}: give volts_per_bit or uv_per_bit, not both.")
-        try:
-            vpb = np.broadcast_to(np.asarray(spec[key], dtype=np.float64), (n_ch,)).copy()
-        except (TypeError, ValueError):
-            raise bad(key, f"must be a number or a list of {n_ch} numbers") from None
-        if not np.all(np.isfinite(vpb)) or np.any(vpb == 0):
-            raise bad(key, "must be non-zero")
-        self._vpb = vpb * (1e-6 if key == "uv_per_bit" else 1.0)
-        names = spec.get("channel_names")
-        if names is None:
-            names = [f"CH{i + 1}" for i in range(n_ch)]
-        elif not isinstance(names, list) or len(names) != n_ch:
-            raise bad("channel_names", f"must be a list of {n_ch} names (n_channels)")
-        self._set_channels([str(n) for n in names], sidecar)
-        header = spec.get("header_bytes", 0)
-        if isinstance(header, bool) or not isinstance(header, int) or header < 0:
-            raise bad("header_bytes", "must be a whole number >= 0")
-
-        if spec.get("file") is not None:
-            path = folder / str(spec["file"])
-            if path.parent != folder or not path.is_file():
-                raise bad("file", f"must name a file in {folder}")
-        elif len(dats) == 1:
-            path = dats[0]
-        elif not dats:
-            raise RawDataError(f"{folder}: {sidecar.name} is there but no .dat file.")
-        else:
-            raise RawDataError(f"{sidecar}: {folder} holds {len(dats)} .dat files; say which with file: NAME.")
-        self.path = path
-        size = path.stat().st_size
-        frame = 2 * n_ch
-        n_frames, extra = divmod(max(size - header, 0), frame)
-        if n_frames == 0:
-            raise RawDataError(f"{path}: {size} bytes, not one whole frame of {n_ch} int16 samples after "
-                               f"{header} header bytes.")
-        if extra:
-            log.warning("%s: ignoring %d trailing bytes (a partial frame of %d channels)", path, extra, n_ch)
-        self._mm = np.memmap(path, dtype="<i2", mode="r", offset=header, shape=(n_frames, n_ch))
-        self.sampling_rate = rate
-        self.n_samples = int(n_frames)
-        self._blocks = [(0, self.n_samples)]
-        self.t0_us = 0
-        start = spec.get("start_time")
-        if start is None:
-            self.start_time = _mtime_start(path, self.duration_s)
-        else:
-            if isinstance(start, datetime):
-                t = start
-            else:
-                try:
-                    t = datetime.fromisoformat(str(start).strip())
-                except ValueError:
-                    raise bad("start_time", "must be an ISO 8601 date and time like 2026-01-05T07:00:00") from None
-            self.start_time = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-    def _read_block(self, b: int, i0: int, i1: int, idx: np.ndarray) -> np.ndarray:
-        rows = self._mm[i0:i1]
-        if len(idx) != rows.shape[1] or not np.array_equal(idx, np.arange(rows.shape[1])):
-            rows = rows[:, idx]
-        return rows.T.astype(np.float32)
-
-    def describe_files(self) -> list[dict]:
-        return [{"channel": "all", **_file_facts(self.path, self.folder), "sidecar": self.sidecar.name,
-                 "sidecar_sha256": hashlib.sha256(self.sidecar.read_bytes()).hexdigest()}]
