@@ -98,18 +98,18 @@ def _channel_map(args) -> dict:
 
 def _inspect_settings(args) -> dict:
     """The configuration values inspect uses, from options or the configuration."""
-    return {"lfp": {"rate": float(_option_or_config(args, "lfp_rate", "lfp", "rate")),
-                    "segment_s": float(_option_or_config(args, "segment_s", "lfp", "segment_s"))},
-            "channel_maps": {"default": _channel_map(args)}}
+    return {"lfp_rate": float(_option_or_config(args, "lfp_rate", "lfp", "rate")),
+            "segment_s": float(_option_or_config(args, "segment_s", "lfp", "segment_s")),
+            "default_channel_map": _channel_map(args)}
 
 
 def cmd_inspect(args) -> int:
     from pipeline.convert import inspect_recording
 
-    info = inspect_recording(args.raw_dir, args.out_json, _inspect_settings(args),
+    info = inspect_recording(args.raw_dir, args.out_json, **_inspect_settings(args),
                              recording_id=args.recording_id, animal=args.animal)
-    print(f"{len(info['channels'])} channels at {info['sampling_rate']:g} Hz, {info['duration_s']:.1f} s, "
-          f"{len(info['segments'])} segment(s), {len(info['gaps'])} gap(s)")
+    print(f"{len(info.channels)} channels at {info.sampling_rate:g} Hz, {info.duration_s:.1f} s, "
+          f"{len(info.segments)} segment(s), {len(info.gaps)} gap(s)")
     return 0
 
 
@@ -126,10 +126,10 @@ def cmd_convert(args) -> int:
 
     out = Path(args.out_dir)
     paths = {name: out / Path(pattern).relative_to("results/{rec}") for name, pattern in layout.OUTPUTS.items()}
-    info = inspect_recording(args.raw_dir, paths["recording_json"], _inspect_settings(args),
+    info = inspect_recording(args.raw_dir, paths["recording_json"], **_inspect_settings(args),
                              recording_id=args.recording_id)
-    for seg in info["segments"]:
-        k = seg["index"]
+    for seg in info.segments:
+        k = seg.index
         convert_segment(info, k, str(paths["lfp"]).format(k=k), qc_json=str(paths["lfp_qc"]).format(k=k))
     print(f"LFP written to {paths['lfp'].parent}")
     return 0
@@ -139,11 +139,10 @@ def cmd_spectrogram(args) -> int:
     from pipeline.convert import load_info
     from pipeline.spectral import compute_spectrogram
 
-    settings = {"sleep": {"epoch_s": float(_option_or_config(args, "epoch_s", "sleep", "epoch_s"))},
-                "spectrogram": {"time_bandwidth": float(_option_or_config(args, "time_bandwidth", "spectrogram",
-                                                                          "time_bandwidth")),
-                                "fmax": float(_option_or_config(args, "fmax", "spectrogram", "fmax"))}}
-    compute_spectrogram(load_info(args.recording_json), args.lfp_fif, args.out_npz, settings)
+    compute_spectrogram(load_info(args.recording_json), args.lfp_fif, args.out_npz,
+                        epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
+                        time_bandwidth=float(_option_or_config(args, "time_bandwidth", "spectrogram", "time_bandwidth")),
+                        fmax=float(_option_or_config(args, "fmax", "spectrogram", "fmax")))
     return 0
 
 
@@ -168,15 +167,13 @@ def _outputs(args, names: list[str]) -> dict[str, Path]:
 
 
 def cmd_classify(args) -> int:
-    from datetime import datetime
-
     from pipeline.convert import load_info
     from pipeline.sleep.staging import classify
 
     info = load_info(args.recording_json)
     outputs = _outputs(args, ["hypnogram", "probabilities", "annotations", "summary"])
     summary = classify(args.features, outputs, epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
-                       meas_date=datetime.fromisoformat(info["start_time"]))
+                       meas_date=info.start_datetime)
     print(json.dumps(summary["fractions"]))
     return 0
 

@@ -13,7 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.errors import PipelineError
 from pipeline.executor import Executor, Run
+from pipeline.io.recording_info import RecordingInfo
 from pipeline.layout import RecordingPaths
 
 STAGE_WORDS = {
@@ -36,9 +38,12 @@ class Progress:
 
 
 def segment_count(paths: RecordingPaths) -> int | None:
+    """Segments of the recording, once inspect has written recording.json."""
+    if not paths.recording_json.exists():
+        return None
     try:
-        return len(json.loads(paths.recording_json.read_text(encoding="utf-8"))["segments"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return len(RecordingInfo.load(paths.recording_json).segments)
+    except PipelineError:  # being replaced, or from another version: its stage will say why
         return None
 
 

@@ -16,21 +16,22 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dsp.spectrogram import epoch_spectrogram
-from pipeline.errors import RawDataError
+from pipeline.errors import DataError, RawDataError
 from pipeline.io.atomic import atomic_path
 from pipeline.io.lfp import GAP_ANNOTATION, read_lfp
+from pipeline.io.recording_info import RecordingInfo
 
 log = logging.getLogger(__name__)
 
 
-def region_signals(raw, info: dict, *, chunk_s: float = 300.0) -> dict[str, np.ndarray]:
+def region_signals(raw, info: RecordingInfo, *, chunk_s: float = 300.0) -> dict[str, np.ndarray]:
     """Mean LFP of the good channels of each region, in volts.
 
     Read in chunks of `chunk_s` seconds, so a one-hour, 64-channel segment never sits
     in memory whole (it would be 1.8 GB as MNE's float64).
     """
     regions: dict[str, list[int]] = {}
-    region_of = {c["name"]: c["region"] for c in info["channels"]}
+    region_of = {c.name: c.region for c in info.channels}
     for i, name in enumerate(raw.ch_names):
         if name in raw.info["bads"] or not region_of.get(name):
             continue
@@ -57,11 +58,12 @@ def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
     return valid
 
 
-def compute_spectrogram(info: dict, lfp_path: str | Path, out_npz: str | Path, config: dict) -> dict:
+def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str | Path, *, epoch_s: float,
+                        time_bandwidth: float, fmax: float) -> dict:
+    """One multitaper spectrogram per region, one window per epoch of `epoch_s` seconds
+    (sleep.epoch_s), with `time_bandwidth` (NW) and frequencies up to `fmax` Hz."""
     raw = read_lfp(lfp_path, preload=False)
-    epoch_s = float(config["sleep"]["epoch_s"])
-    spec_cfg = config["spectrogram"]
-    region_of = {c["name"]: c["region"] for c in info["channels"]}
+    region_of = {c.name: c.region for c in info.channels}
     if not any(region_of.get(name) not in (None, "emg") for name in raw.ch_names):
         raise RawDataError(
             f"{lfp_path}: no channel is mapped to a brain region, so there is nothing to average into "
@@ -71,12 +73,13 @@ def compute_spectrogram(info: dict, lfp_path: str | Path, out_npz: str | Path, c
         )
     signals = region_signals(raw, info)
     if not signals:
-        raise ValueError(f"{lfp_path}: no good channel in any region; see the channel QC in recording.json")
+        raise DataError(f"{lfp_path}: no good channel in any region (QC flagged them all as dead or noisy); "
+                        "see the channel QC figure or recording.json.")
     regions = sorted(signals)
     powers, freqs = [], None
     for r in regions:
         freqs, p = epoch_spectrogram(signals[r], raw.info["sfreq"], epoch_s,
-                                     time_bandwidth=spec_cfg["time_bandwidth"], fmax=spec_cfg["fmax"])
+                                     time_bandwidth=time_bandwidth, fmax=fmax)
         powers.append(p.astype(np.float32))
     power = np.stack(powers)
     onsets = raw.first_samp / raw.info["sfreq"] + epoch_s * np.arange(power.shape[1])

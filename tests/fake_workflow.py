@@ -24,6 +24,7 @@ from pipeline.config import load_config
 from pipeline.executor import Run
 from pipeline.executor.local import LocalExecutor
 from pipeline.io.atomic import write_json_atomic, write_text_atomic
+from pipeline.io.recording_info import RecordingInfo, Segment
 from pipeline.io.registry import Registry
 from pipeline.layout import RecordingPaths
 from pipeline.store import publish_recording
@@ -59,7 +60,13 @@ def run_recording(config: dict, rec_id: str, scenario: dict) -> None:
     paths = RecordingPaths(rec_id, base)
     n = int(scenario.get("segments", 3))
     _stage(paths, scenario, "inspect")
-    write_json_atomic(paths.recording_json, {"segments": [{"index": k} for k in range(n)]})
+    RecordingInfo(
+        recording_id=rec_id, animal=None, format="fake", raw_path="", pipeline_version="", inspected_at="",
+        start_time="2026-01-05T07:00:00+00:00", first_timestamp_us=0, sampling_rate=2000.0, n_samples=n * 2000,
+        duration_s=float(n), lfp_rate=1000.0, n_lfp_samples=n * 1000, decimator={}, segment_samples=1000,
+        segments=[Segment(k, float(k), 1.0) for k in range(n)], channel_map_source="", channel_map={},
+        channels=[], unmapped_channels=[], gaps=[], channels_ending_early={}, files=[],
+    ).save(paths.recording_json)
     for stage, name in (("convert", "lfp"), ("spectrogram", "spectrogram"), ("features", "features")):
         for k in range(n):
             _stage(paths, scenario, stage, k)

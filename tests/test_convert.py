@@ -221,20 +221,23 @@ def test_killed_conversion_leaves_no_complete_looking_file(project, recording_in
     assert not (out / "lfp" / "seg0.fif").exists()
 
 
-def test_a_recording_json_without_reading_index_still_converts(project, recording_in):
-    """recording.json written before the per-file index existed: the job scans the files."""
+def test_a_recording_json_of_another_schema_is_refused_with_what_to_do(project, recording_in):
+    """recording.json from an older pipeline (no schema version, no reading index): the
+    job says to inspect again instead of guessing its way through."""
     raw = recording_in("rec1")
     out = project.dir / "out"
     assert project.ephys("inspect", str(raw), str(out / "recording.json")).returncode == 0
     info = json.loads((out / "recording.json").read_text())
-    assert all("index" in f for f in info["files"])
-    assert project.ephys("convert-segment", str(out / "recording.json"), "1", str(out / "new.fif")).returncode == 0
+    assert info["schema_version"] == 2 and all("index" in f for f in info["files"])
+    del info["schema_version"]
     for f in info["files"]:
         del f["index"]
     (out / "old.json").write_text(json.dumps(info))
     proc = project.ephys("convert-segment", str(out / "old.json"), "1", str(out / "old.fif"))
-    assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(read_lfp(out / "old.fif").get_data(), read_lfp(out / "new.fif").get_data())
+    assert proc.returncode == 2, proc.stderr
+    assert "old.json was written by another version of the pipeline" in proc.stderr
+    assert "tick rerun to inspect the recording again" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "old.fif").exists()
 
 
 def test_a_raw_file_changed_since_inspect_is_refused(project, recording_in):
@@ -293,7 +296,8 @@ def test_spectrogram_without_a_mapped_region_says_how_to_map_one(project):
     info, out = convert_lahcu1(project, "mapped", "regions:\n  hippocampus: [LAHCu1]\n")
     info["channels"][0]["qc"]["flag"] = "dead"
     (out / "flagged.json").write_text(json.dumps(info))
-    assert project.ephys("convert-segment", str(out / "flagged.json"), "0", str(out / "flagged.fif")).returncode == 0
+    assert project.ephys("convert-segment", str(out / "flagged.json"), "0", str(out / "flagged.fif"),
+                         "--qc", str(out / "flagged-qc.json")).returncode == 0
     proc = project.ephys("spectrogram", str(out / "flagged.json"), str(out / "flagged.fif"), str(out / "spec.npz"))
     assert proc.returncode == 2
     assert "no good channel in any region" in proc.stderr and "no channel is mapped" not in proc.stderr

@@ -60,12 +60,14 @@ def score_synthetic(tmp_path: Path, seed: int, duration_s: float):
     raw = tmp_path / f"raw{seed}"
     write_synthetic_recording(raw, duration_s=duration_s, n_channels=10, sampling_rate=2000.0, seed=seed)
     out = tmp_path / f"out{seed}"
-    info = inspect_recording(raw, out / "recording.json", cfg)
+    info = inspect_recording(raw, out / "recording.json", lfp_rate=cfg["lfp"]["rate"], segment_s=cfg["lfp"]["segment_s"],
+                             default_channel_map=cfg["channel_maps"]["default"])
     tables = []
-    for seg in info["segments"]:
-        k = seg["index"]
+    for seg in info.segments:
+        k = seg.index
         convert_segment(info, k, out / "lfp" / f"seg{k}.fif")
-        compute_spectrogram(info, out / "lfp" / f"seg{k}.fif", out / "spec" / f"seg{k}.npz", cfg)
+        compute_spectrogram(info, out / "lfp" / f"seg{k}.fif", out / "spec" / f"seg{k}.npz",
+                            epoch_s=cfg["sleep"]["epoch_s"], **cfg["spectrogram"])
         compute_features(out / "spec" / f"seg{k}.npz", out / "feat" / f"seg{k}.tsv")
         tables.append(out / "feat" / f"seg{k}.tsv")
     sleep = out / "sleep"

@@ -20,6 +20,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from pipeline import __version__  # noqa: E402
 from pipeline.io.atomic import atomic_path  # noqa: E402
+from pipeline.io.recording_info import RecordingInfo  # noqa: E402
 from pipeline.sleep.staging import load_summary, read_hypnogram  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,14 @@ def _time_axis(seconds: np.ndarray) -> tuple[np.ndarray, str]:
     return seconds / 60, "minutes from start"
 
 
-def _footer(fig, info: dict, run_id: str | None) -> None:
-    text = (f"{info.get('recording_id') or ''}  ·  animal {info.get('animal') or '?'}  ·  "
-            f"start {info['start_time'][:19].replace('T', ' ')}  ·  ephys pipeline {__version__}"
+def _footer(fig, info: RecordingInfo, run_id: str | None) -> None:
+    text = (f"{info.recording_id or ''}  ·  animal {info.animal or '?'}  ·  "
+            f"start {info.start_time[:19].replace('T', ' ')}  ·  ephys pipeline {__version__}"
             + (f"  ·  run {run_id}" if run_id else ""))
     fig.text(0.01, 0.005, text, fontsize=7, color="#555555", ha="left", va="bottom")
 
 
-def plot_overview(info: dict, spec: dict, hyp_onsets: np.ndarray, hyp_states: list[str], *,
+def plot_overview(info: RecordingInfo, spec: dict, hyp_onsets: np.ndarray, hyp_states: list[str], *,
                   run_id: str | None = None, fmax_plot: float = 30.0):
     """Spectrograms of the main regions with the hypnogram (and muscle power) under them."""
     from pipeline.sleep.staging import bouts
@@ -113,27 +114,27 @@ def plot_overview(info: dict, spec: dict, hyp_onsets: np.ndarray, hyp_states: li
         ax.tick_params(labelbottom=False)
     axes[-1].set_xlabel(f"time ({unit})")
     axes[-1].set_xlim(edges[0], edges[-1])
-    fig.suptitle(f"{info.get('recording_id') or 'recording'}: spectrograms and sleep states", fontsize=12)
+    fig.suptitle(f"{info.recording_id or 'recording'}: spectrograms and sleep states", fontsize=12)
     fig.subplots_adjust(left=0.08, right=0.95, top=0.93, bottom=0.09, hspace=0.12)
     _footer(fig, info, run_id)
     return fig
 
 
-def plot_channel_qc(info: dict, *, run_id: str | None = None):
-    chans = [c for c in info["channels"] if not c["ignored"] and "qc" in c]
-    regions = sorted({c["region"] or "unmapped" for c in chans})
+def plot_channel_qc(info: RecordingInfo, *, run_id: str | None = None):
+    chans = [c for c in info.converted_channels if c.qc is not None]
+    regions = sorted({c.region or "unmapped" for c in chans})
     fig, ax = plt.subplots(figsize=(13, 3.8))
     x = np.arange(len(chans))
-    rms = [c["qc"]["rms_uv"] for c in chans]
-    colors = [REGION_COLORS[regions.index(c["region"] or "unmapped") % len(REGION_COLORS)] for c in chans]
+    rms = [c.qc.rms_uv for c in chans]
+    colors = [REGION_COLORS[regions.index(c.region or "unmapped") % len(REGION_COLORS)] for c in chans]
     bars = ax.bar(x, rms, color=colors)
     for bar, c in zip(bars, chans):
-        if c["qc"]["flag"] != "ok":
+        if c.bad:
             bar.set_hatch("///")
             bar.set_edgecolor("red")
-            ax.annotate(c["qc"]["flag"], (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ax.annotate(c.qc.flag, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=7, color="red", rotation=90)
-    ax.set_xticks(x, [c["name"] for c in chans], rotation=90, fontsize=6)
+    ax.set_xticks(x, [c.name for c in chans], rotation=90, fontsize=6)
     ax.set_yscale("log")
     ax.set_ylim(top=max(rms) * 5)  # room for the flag labels above the tallest bar
     ax.set_ylabel("RMS (µV)")
@@ -145,20 +146,18 @@ def plot_channel_qc(info: dict, *, run_id: str | None = None):
     return fig
 
 
-def _summary_page(info: dict, summary: dict, run_id: str | None):
+def _summary_page(info: RecordingInfo, summary: dict, run_id: str | None):
     fig = plt.figure(figsize=(8.27, 11.69))
-    start = datetime.fromisoformat(info["start_time"])
-    dur = timedelta(seconds=round(info["duration_s"]))
-    chans = [c for c in info["channels"] if not c["ignored"]]
-    flagged = [f"{c['name']} ({c['qc']['flag']})" for c in chans if c.get("qc", {}).get("flag", "ok") != "ok"]
+    dur = timedelta(seconds=round(info.duration_s))
+    flagged = [f"{c.name} ({c.qc.flag})" for c in info.converted_channels if c.bad]
     lines = [
-        ("Recording", info.get("recording_id") or "?"),
-        ("Animal", info.get("animal") or "?"),
-        ("Start", start.strftime("%Y-%m-%d %H:%M:%S")),
+        ("Recording", info.recording_id or "?"),
+        ("Animal", info.animal or "?"),
+        ("Start", info.start_datetime.strftime("%Y-%m-%d %H:%M:%S")),
         ("Duration", str(dur)),
-        ("Raw data", f"{info['format']}, {len(info['channels'])} channels at {info['sampling_rate']:g} Hz"),
-        ("LFP", f"{info['lfp_rate']:g} Hz, {len(info['segments'])} segment(s)"),
-        ("Gaps", f"{len(info['gaps'])} ({sum(g['duration_s'] for g in info['gaps']):.1f} s)" if info["gaps"] else "none"),
+        ("Raw data", f"{info.format}, {len(info.channels)} channels at {info.sampling_rate:g} Hz"),
+        ("LFP", f"{info.lfp_rate:g} Hz, {len(info.segments)} segment(s)"),
+        ("Gaps", f"{len(info.gaps)} ({sum(g.duration_s for g in info.gaps):.1f} s)" if info.gaps else "none"),
         ("Channels left out", ", ".join(flagged) if flagged else "none"),
         ("Scoring", f"{summary.get('method')}, {summary['n_epochs']} epochs of {summary['epoch_s']:g} s"),
     ]
@@ -175,7 +174,7 @@ def _summary_page(info: dict, summary: dict, run_id: str | None):
     return fig
 
 
-def make_figures(info: dict, spectrogram_paths: list[str | Path], hypnogram: str | Path, summary: str | Path,
+def make_figures(info: RecordingInfo, spectrogram_paths: list[str | Path], hypnogram: str | Path, summary: str | Path,
                  outputs: dict[str, str | Path], *, run_id: str | None = None) -> list[Path]:
     """Write the `outputs` overview (PNG), channel_qc (PNG) and report (PDF), atomically."""
     spec = load_spectrograms(spectrogram_paths)

@@ -76,6 +76,7 @@ class RecordingInfo:
     channel_map_source: str
     channel_map: dict
     channels: list[ChannelInfo]
+    unmapped_channels: list[str]  # converted, but in no region of the channel map
     gaps: list[GapInfo]
     channels_ending_early: dict[str, float]  # channel -> seconds where its samples end
     files: list[dict]  # per-file facts of the format (size, quick checksum, reading index)
@@ -91,10 +92,6 @@ class RecordingInfo:
     def converted_channels(self) -> list[ChannelInfo]:
         """The channels the LFP holds: every recorded channel the map does not ignore."""
         return [c for c in self.channels if not c.ignored]
-
-    @property
-    def unmapped_channels(self) -> list[str]:
-        return [c.name for c in self.converted_channels if c.region is None]
 
     def region_channels(self, *, good_only: bool = True) -> dict[str, list[str]]:
         """Region -> its channels (only those QC did not flag, by default), in map order."""
