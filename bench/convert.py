@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -134,7 +135,8 @@ def main() -> int:
         import yaml
 
         cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-        cfg["lfp"]["segment_s"] = segment_s
+        epoch = cfg["sleep"]["epoch_s"]  # a segment must hold whole sleep epochs
+        cfg["lfp"]["segment_s"] = segment_s = math.ceil(segment_s / epoch) * epoch
         cfg["lfp"]["rate"] = args.lfp_rate
         cfg["data_roots"] = [str(work)]
         path = out / f"config-{segment_s:g}.yaml"

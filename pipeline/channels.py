@@ -12,6 +12,9 @@ from pathlib import Path
 
 import yaml
 
+# A recording folder's own channel map, which wins over the configured default.
+CHANNEL_MAP_FILE = "channel_map.yaml"
+
 _RANGE = re.compile(r"^([A-Za-z_]*?)(\d+)\s*-\s*([A-Za-z_]*?)(\d+)$")
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 

@@ -114,9 +114,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_convert_segment(args) -> int:
-    from pipeline.convert import convert_segment, load_info
+    from pipeline.convert import convert_segment
+    from pipeline.io.recording_info import RecordingInfo
 
-    convert_segment(load_info(args.recording_json), args.segment, args.out_fif, qc_json=args.qc)
+    convert_segment(RecordingInfo.load(args.recording_json), args.segment, args.out_fif, qc_json=args.qc)
     return 0
 
 
@@ -136,10 +137,10 @@ def cmd_convert(args) -> int:
 
 
 def cmd_spectrogram(args) -> int:
-    from pipeline.convert import load_info
+    from pipeline.io.recording_info import RecordingInfo
     from pipeline.spectral import compute_spectrogram
 
-    compute_spectrogram(load_info(args.recording_json), args.lfp_fif, args.out_npz,
+    compute_spectrogram(RecordingInfo.load(args.recording_json), args.lfp_fif, args.out_npz,
                         epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
                         time_bandwidth=float(_option_or_config(args, "time_bandwidth", "spectrogram", "time_bandwidth")),
                         fmax=float(_option_or_config(args, "fmax", "spectrogram", "fmax")))
@@ -167,10 +168,10 @@ def _outputs(args, names: list[str]) -> dict[str, Path]:
 
 
 def cmd_classify(args) -> int:
-    from pipeline.convert import load_info
+    from pipeline.io.recording_info import RecordingInfo
     from pipeline.sleep.staging import classify
 
-    info = load_info(args.recording_json)
+    info = RecordingInfo.load(args.recording_json)
     outputs = _outputs(args, ["hypnogram", "probabilities", "annotations", "summary"])
     summary = classify(args.features, outputs, epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
                        meas_date=info.start_datetime)
@@ -179,10 +180,10 @@ def cmd_classify(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from pipeline.convert import load_info
     from pipeline.figures.report import make_figures
+    from pipeline.io.recording_info import RecordingInfo
 
-    info = load_info(args.recording_json)
+    info = RecordingInfo.load(args.recording_json)
     outputs = _outputs(args, ["overview", "channel_qc", "report"])
     make_figures(info, args.spectrograms, args.hypnogram, args.summary, outputs, run_id=args.run_id)
     return 0
@@ -205,8 +206,8 @@ def cmd_add(args) -> int:
                     str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
                     run_id=new_run_id(), source="cli")
     Registry(Path(cfg["base_dir"]) / layout.STATE_DIR).add(rec, replace=args.replace)
-    print(f"registered {rec.recording_id}; run `snakemake --cores {cfg['executor'].get('cores', 2)}` "
-          f"or `snakemake {layout.OUTPUTS['published'].format(rec=rec.recording_id)}` to process it")
+    print(f"registered {rec.recording_id}; run `snakemake --cores N` (every registered recording) "
+          f"or `snakemake --cores N {layout.OUTPUTS['published'].format(rec=rec.recording_id)}` to process it")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import __version__
-from pipeline.channels import ChannelMap
+from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap
 from pipeline.dsp.channel_qc import channel_qc
 from pipeline.dsp.decimate import Decimator, design_decimator
 from pipeline.errors import DataError, RawDataError
@@ -29,7 +29,6 @@ from pipeline.io.readahead import BlockReader
 
 log = logging.getLogger(__name__)
 
-CHANNEL_MAP_FILE = "channel_map.yaml"
 
 
 def resolve_channel_map(raw_dir: str | Path, default: dict) -> tuple[ChannelMap, str]:
@@ -211,7 +210,3 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
     log.info("segment %d: %.0f s of %d channels converted in %.1f s (%.0fx realtime)",
              segment, n / lfp_rate, len(names), elapsed, sidecar["x_realtime"] or 0)
     return sidecar
-
-
-def load_info(path: str | Path) -> RecordingInfo:
-    return RecordingInfo.load(path)

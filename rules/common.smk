@@ -54,7 +54,7 @@ def registered(rec):
 def raw_inputs(wildcards):
     """Every file inspect reads (raw data, sidecars, the folder's channel map), so that
     Snakemake inspects again when one of them changes."""
-    from pipeline.io.raw_inputs import raw_input_files
+    from pipeline.io.raw import raw_input_files
 
     folder = Path(registered(wildcards.rec).raw_path)
     return [str(p) for p in raw_input_files(folder)] if folder.is_dir() else []

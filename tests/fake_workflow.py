@@ -6,8 +6,9 @@ log, or hang until it is killed.
 
     python fake_workflow.py CONFIG_FILE SCENARIOS_JSON TARGET...
 
-SCENARIOS_JSON maps a recording id to {"segments": 3, "step_s": 0.05, "fail_at":
-"convert", "error": "...", "hang_at": "spectrogram"}; every key is optional.
+SCENARIOS_JSON maps a recording id to {"segments": 3, "step_s": 0.05, "slow": {"convert":
+0.3}, "fail_at": "convert", "error": "...", "hang_at": "spectrogram"}; every key is
+optional (`step_s` is each job's time, `slow` that of the jobs of some stages).
 `FakeWorkflowExecutor` runs it through the real local executor (a detached process,
 a run file), so starting, watching and stopping a run are the real thing.
 """
@@ -45,7 +46,7 @@ class FakeWorkflowExecutor(LocalExecutor):
 
 
 def _stage(paths: RecordingPaths, scenario: dict, stage: str, k: int | None = None) -> None:
-    time.sleep(float(scenario.get("step_s", 0.05)))
+    time.sleep(float(scenario.get("slow", {}).get(stage, scenario.get("step_s", 0.05))))
     if scenario.get("hang_at") == stage:
         time.sleep(3600)
     if scenario.get("fail_at") == stage:

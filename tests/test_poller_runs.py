@@ -68,7 +68,7 @@ def settle(make_poller, scenarios=None, timeout=30.0):
 
 def test_a_poll_returns_at_once_and_the_next_poll_starts_a_row_added_meanwhile(project, setup):
     cfg, make_poller, rows = setup
-    slow = {"rec1": {"step_s": 0.3, "segments": 10}}
+    slow = {"rec1": {"slow": {"convert": 0.3}, "segments": 10}}
     project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1", "notes": "first"}])
     t0 = time.monotonic()
     report = make_poller(slow).poll_once()
@@ -255,6 +255,29 @@ def test_the_continuous_poller_survives_a_busy_sheet(project, caplog):
     assert len(calls) == 3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["the sheet kept changing while the pipeline tried to write to it"] * 3
+    assert "stopping after this poll" in caplog.text
+
+
+def test_the_continuous_poller_runs_a_row_added_while_it_idles(project, setup, caplog):
+    cfg, make_poller, rows = setup
+    project.write_sheet([])
+    seen = []
+
+    def factory():
+        seen.append(len(seen))
+        if len(seen) == 3:  # a person adds a row while the poller idles
+            project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+        if rows().get("rec1", {}).get("status") == "done":
+            os.kill(os.getpid(), signal.SIGTERM)  # the service manager stops it
+        return make_poller()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with caplog.at_level(logging.INFO, logger="pipeline.poller"):
+            poll_forever(factory, interval_s=0.1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert rows()["rec1"]["status"] == "done"
     assert "stopping after this poll" in caplog.text
 
 

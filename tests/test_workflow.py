@@ -44,6 +44,13 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     project.set_config(spectrogram={"time_bandwidth": 2.0}, lfp={"rate": 500})
     dry = project.snakemake("-n", "--cores", "1")
     assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
+    # The raw folder's own channel map is an input of inspect: editing it inspects again.
+    project.set_config(lfp={"rate": 1000})
+    assert "Nothing to be done" in project.snakemake("-n", "--cores", "1").stdout
+    cmap = raw / "channel_map.yaml"
+    cmap.write_text(cmap.read_text() + "# checked again by the lab\n")
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
 
 
 def test_a_config_file_given_to_snakemake_is_read_alone(project, recording_in):

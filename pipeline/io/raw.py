@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.channels import CHANNEL_MAP_FILE
 from pipeline.errors import RawDataError
 from pipeline.io import dat, neo_formats
 from pipeline.io.neuralynx import NeuralynxRecording
@@ -43,3 +44,15 @@ def open_recording(folder: str | Path, *, index: dict[str, dict] | None = None) 
         f"{folder} holds no raw data this pipeline can read (looked for Neuralynx .ncs files, an Intan .rhd "
         "file, an Open Ephys structure.oebin or .continuous files, and a .dat file with a recording.yaml sidecar)."
     )
+
+
+DATA_SUFFIXES = {".ncs", ".rhd", ".oebin", ".dat", ".continuous", ".npy"}
+# Read beside the data: the .dat sidecar, Open Ephys's settings (the start time), the folder's own channel map.
+DESCRIPTION_NAMES = {*dat.SIDECAR_NAMES, "settings.xml", CHANNEL_MAP_FILE}
+
+
+def raw_input_files(folder: str | Path) -> list[Path]:
+    """Every file below `folder` that inspecting it may read, sorted: the workflow
+    declares them as inputs, so that it inspects again when one of them changes."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and (p.suffix.lower() in DATA_SUFFIXES or p.name in DESCRIPTION_NAMES))
