@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from pipeline import __version__, layout
-from pipeline.errors import PipelineError
-from pipeline.progress import INTERNAL_ERROR
+from pipeline.errors import INTERNAL_ERROR, PipelineError
 
 log = logging.getLogger("ephys")
 
@@ -125,14 +124,13 @@ def cmd_convert(args) -> int:
     """A whole recording, without Snakemake: inspect, then every segment in turn."""
     from pipeline.convert import convert_segment, inspect_recording
 
-    out = Path(args.out_dir)
-    paths = {name: out / Path(pattern).relative_to("results/{rec}") for name, pattern in layout.OUTPUTS.items()}
-    info = inspect_recording(args.raw_dir, paths["recording_json"], **_inspect_settings(args),
+    out = args.out_dir
+    info = inspect_recording(args.raw_dir, layout.output_in(out, "recording_json"), **_inspect_settings(args),
                              recording_id=args.recording_id)
     for seg in info.segments:
-        k = seg.index
-        convert_segment(info, k, str(paths["lfp"]).format(k=k), qc_json=str(paths["lfp_qc"]).format(k=k))
-    print(f"LFP written to {paths['lfp'].parent}")
+        convert_segment(info, seg.index, layout.output_in(out, "lfp", seg.index),
+                        qc_json=layout.output_in(out, "lfp_qc", seg.index))
+    print(f"LFP written to {layout.output_in(out, 'lfp', 0).parent}")
     return 0
 
 

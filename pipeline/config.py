@@ -9,12 +9,12 @@ which is also the folder the workflow runs in (results/, logs/, state/).
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from pipeline.channels import ChannelMap
@@ -30,11 +30,11 @@ def _schema() -> dict:
         return yaml.safe_load(f)
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
+def _key_path(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _describe(error) -> str:
     """One sentence for the most useful of a validation error's causes."""
     key = _key_path(error)
     v = error.validator
@@ -70,6 +70,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def _walk(value: Any, schema: dict, visit) -> Any:
     """Apply `visit(value, schema)` to every value the schema describes, depth first,
     following `properties`, `items` and the `then` of every `if` that matches."""
+    import jsonschema
+
     if isinstance(value, dict):
         props = dict(schema.get("properties", {}))
         for branch in schema.get("allOf", []):
@@ -92,6 +94,8 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
     `base_dir` (the folder holding the configuration file). Raises ConfigError with
     one sentence naming the key.
     """
+    import jsonschema  # here: every job imports this module, few of them check a config
+
     if not isinstance(config, dict):
         raise ConfigError(f"{source} must hold a mapping of keys to values, not {type(config).__name__}.")
     validator = jsonschema.Draft202012Validator(_schema())
@@ -128,6 +132,15 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
         except ValueError as e:
             raise ConfigError(f"{source}: channel_maps.{name}: {e}") from None
     return cfg
+
+
+def backend_module(part: str, config: dict, backends: dict[str, str]):
+    """The module of the back-end `config[part]["backend"]` chooses, from `backends`
+    (name -> module path); each pluggable part (sheet, store, executor) keeps that table."""
+    name = config[part]["backend"]
+    if name not in backends:
+        raise ConfigError(f"{part}.backend {name!r} is not one of: {', '.join(backends)}.")
+    return importlib.import_module(backends[name])
 
 
 def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:

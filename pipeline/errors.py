@@ -12,6 +12,9 @@ Anything else that escapes is a bug: the CLI prints "internal error, tell a
 maintainer" with the log, never dressed as one of the above.
 """
 
+# How the CLI begins the one line it prints for a bug; the sheet adds the log's path.
+INTERNAL_ERROR = "internal error"
+
 
 class PipelineError(Exception):
     """An expected failure with a message meant to be read as it is."""

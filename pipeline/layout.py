@@ -74,6 +74,11 @@ class RecordingPaths:
         raise AttributeError(name)
 
 
+def output_in(folder: str | Path, name: str, k: int | None = None) -> Path:
+    """Where an output goes in `folder` standing for results/REC/ (commands run by hand)."""
+    return Path(folder) / Path(OUTPUTS[name].format(rec="_", k=k)).relative_to("results/_")
+
+
 def stage_of_log(logs_dir: Path, log_file: Path) -> str:
     """The stage a job log belongs to (`convert` for logs/REC/convert/seg3.log)."""
     return log_file.relative_to(logs_dir).parts[0].removesuffix(".log")

@@ -148,6 +148,8 @@ class Poller:
                 run = self.runs.load(rec.run_id)
                 if run is None:  # claimed, but the poller stopped before the run file was written
                     run = self._claim_and_start(rec, None, rerun=False, run_id=rec.run_id)
+                elif not run.started_at:  # claimed, but the poller stopped before starting it
+                    self._start(run)
                 values = self._row_state(rec.recording_id, run, row, report)
                 if values:
                     updates.append((key, values))
@@ -163,11 +165,13 @@ class Poller:
         if old is None or old.raw_path != rec.raw_path or old.animal != rec.animal:
             return None
         run = self.runs.load(old.run_id)
-        if run is not None and not run.acknowledged:
-            log.info("%s: adopting run %s, started by a poll that could not tell the sheet", rec.recording_id, run.run_id)
-            rec.run_id = run.run_id
-            return run
-        return None
+        if run is None or run.acknowledged:
+            return None
+        log.info("%s: adopting run %s, claimed by a poll that could not tell the sheet", rec.recording_id, run.run_id)
+        rec.run_id = run.run_id
+        if not run.started_at:
+            self._start(run)
+        return run
 
     def _claim_and_start(self, rec: Recording, old: Recording | None, *, rerun: bool,
                          run_id: str | None = None) -> Run:
@@ -187,10 +191,14 @@ class Poller:
             with contextlib.suppress(FileNotFoundError):
                 (self.base / paths.published).unlink()
         self.runs.save(run)
+        self._start(run)
+        return run
+
+    def _start(self, run: Run) -> None:
         self.executor.start(run)
         self.runs.save(run)
-        log.info("%s: started run %s (%s executor, log %s)", rec.recording_id, run.run_id, run.backend, run.log)
-        return run
+        log.info("%s: started run %s (%s executor, log %s)", ", ".join(run.recordings), run.run_id, run.backend,
+                 run.log)
 
     def _row_state(self, rec_id: str, run: Run, row: Row, report: PollReport, *, force: bool = False) -> dict:
         """The pipeline cells of a row whose run is `run`; {} when nothing changed."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.errors import PipelineError
+from pipeline.errors import INTERNAL_ERROR, PipelineError
 from pipeline.executor import Executor, Run
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.layout import RecordingPaths
@@ -28,7 +28,6 @@ STAGES = tuple(STAGE_WORDS)
 _WEIGHTS = {"inspect": 2, "convert": 60, "spectrogram": 10, "features": 5, "classify": 5, "figures": 10, "publish": 8}
 _SEGMENT_STAGES = ("convert", "spectrogram", "features")
 _SEGMENT_OUTPUT = {"convert": "lfp", "spectrogram": "spectrogram", "features": "features"}
-INTERNAL_ERROR = "internal error"
 
 
 @dataclass

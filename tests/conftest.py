@@ -73,6 +73,12 @@ class Project:
         with open(self.sheet, newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
 
+    def edit_row(self, index: int, **cells: str) -> None:
+        """Change cells of one row, as a person saving the sheet would."""
+        rows = self.read_sheet()
+        rows[index].update(cells)
+        self.write_sheet(rows)
+
     def set_config(self, **sections) -> None:
         cfg = yaml.safe_load(self.config_path.read_text())
         for section, values in sections.items():

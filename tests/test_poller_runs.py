@@ -147,9 +147,7 @@ def test_a_run_that_died_is_failed_and_rerun_starts_it_again(project, setup):
     assert row["status"] == "failed"
     assert row["message"] == f"The run stopped before finishing; a maintainer can read logs/runs/{run_id}.log."
     # The lab member ticks rerun: a new run starts, and finishes.
-    sheet = project.read_sheet()
-    sheet[0]["rerun"] = "yes"
-    project.write_sheet(sheet)
+    project.edit_row(0, rerun="yes")
     report = make_poller().poll_once()
     assert report.registered == ["rec1"]
     assert rows()["rec1"]["run_id"] != run_id and rows()["rec1"]["rerun"] == ""
@@ -166,9 +164,7 @@ def test_rerun_replaces_published_files_without_duplicates(project, setup):
     folder = project.dir / "published" / "m1" / "rec1"
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["channel_qc.png", "hypnogram.tsv", "overview.png", "report.pdf"]
-    sheet = project.read_sheet()
-    sheet[0]["rerun"] = "yes"
-    project.write_sheet(sheet)
+    project.edit_row(0, rerun="yes")
     settle(make_poller)
     second = project.read_sheet()[0]
     assert second["status"] == "done" and second["rerun"] == ""
@@ -181,10 +177,7 @@ def test_a_fixed_invalid_row_is_picked_up_by_the_next_poll(project, setup):
     project.write_sheet([{"recording_id": "missing", "animal": "m1", "raw_path": "does-not-exist"}])
     report = make_poller().poll_once()
     assert report.invalid == ["missing"] and rows()["missing"]["status"] == "invalid"
-    sheet = project.read_sheet()
-    sheet[0]["raw_path"] = "rec1"
-    sheet[0]["recording_id"] = "missing-fixed"
-    project.write_sheet(sheet)
+    project.edit_row(0, raw_path="rec1", recording_id="missing-fixed")
     settle(make_poller)
     assert rows()["missing-fixed"]["status"] == "done"
 
@@ -194,9 +187,7 @@ def test_rerun_while_running_stops_the_old_run_first(project, setup):
     project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
     make_poller({"rec1": {"hang_at": "convert"}}).poll_once()
     first = RunFiles(project.dir).load(rows()["rec1"]["run_id"])
-    sheet = project.read_sheet()
-    sheet[0]["rerun"] = "TRUE"
-    project.write_sheet(sheet)
+    project.edit_row(0, rerun="TRUE")
     make_poller().poll_once()
     assert not FakeWorkflowExecutor(cfg).is_running(first), "two runs of one recording side by side"
     settle(make_poller)
@@ -224,6 +215,25 @@ def test_a_run_the_sheet_never_heard_of_is_adopted_not_started_again(project, se
     assert list((project.dir / "state" / "runs").glob("*.json")) == runs
     settle(make_poller)
     assert rows()["rec1"]["status"] == "done"
+
+
+def test_a_run_claimed_but_never_started_is_started_by_the_next_poll(project, setup):
+    cfg, make_poller, rows = setup
+
+    class CannotStart(FakeWorkflowExecutor):
+        def start(self, run):
+            raise OSError("the poller was killed right here")
+
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    with pytest.raises(OSError):
+        Poller(cfg, executor=CannotStart(cfg)).poll_once()
+    runs = list((project.dir / "state" / "runs").glob("*.json"))
+    assert len(runs) == 1 and not RunFiles(project.dir).load(runs[0].stem).started_at
+    report = make_poller().poll_once()
+    assert report.registered == [] and report.running == ["rec1"]
+    assert list((project.dir / "state" / "runs").glob("*.json")) == runs
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done" and rows()["rec1"]["run_id"] == runs[0].stem
 
 
 def test_status_sees_a_run_started_by_another_process(project, setup):

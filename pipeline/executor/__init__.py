@@ -9,9 +9,7 @@ as much as the one that started it. What a run achieved is read from its outputs
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline import layout
-from pipeline.errors import ConfigError
+from pipeline.config import backend_module
 from pipeline.io.atomic import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -108,12 +106,7 @@ BACKENDS = {"local": "pipeline.executor.local"}
 
 
 def make_executor(config: dict) -> Executor:
-    name = config["executor"]["backend"]
-    try:
-        module = importlib.import_module(BACKENDS[name])
-    except KeyError:
-        raise ConfigError(f"executor.backend {name!r} is not one of: {', '.join(BACKENDS)}.") from None
-    return module.open_executor(config)
+    return backend_module("executor", config, BACKENDS).open_executor(config)
 
 
 def process_start_ticks(pid: int) -> int | None:

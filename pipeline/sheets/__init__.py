@@ -8,10 +8,10 @@ number remembered from the read, because people sort and insert rows meanwhile.
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol
 
-from pipeline.errors import BackendUnavailable, ConfigError
+from pipeline.config import backend_module
+from pipeline.errors import BackendUnavailable
 
 # Columns a lab member fills in; the pipeline only ever clears `rerun`.
 USER_COLUMNS = ["recording_id", "animal", "raw_path", "notes", "rerun"]
@@ -56,12 +56,7 @@ BACKENDS = {"local": "pipeline.sheets.local_csv"}
 
 
 def make_sheet(config: dict) -> Sheet:
-    section = config["sheet"]
-    try:
-        module = importlib.import_module(BACKENDS[section["backend"]])
-    except KeyError:
-        raise ConfigError(f"sheet.backend {section['backend']!r} is not one of: {', '.join(BACKENDS)}.") from None
-    return module.open_sheet(section)
+    return backend_module("sheet", config, BACKENDS).open_sheet(config["sheet"])
 
 
 def check_writable(values: dict[str, str]) -> None:

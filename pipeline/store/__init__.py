@@ -8,14 +8,14 @@ again replaces files of the same name, never adds copies.
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.errors import ConfigError
+from pipeline.config import backend_module
 from pipeline.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,7 @@ BACKENDS = {"local": "pipeline.store.local_folder"}
 
 
 def make_store(config: dict) -> ResultsStore:
-    section = config["store"]
-    try:
-        module = importlib.import_module(BACKENDS[section["backend"]])
-    except KeyError:
-        raise ConfigError(f"store.backend {section['backend']!r} is not one of: {', '.join(BACKENDS)}.") from None
-    return module.open_store(section)
+    return backend_module("store", config, BACKENDS).open_store(config["store"])
 
 
 def publish_recording(config: dict, animal: str, recording_id: str, files: list[str | Path],
@@ -66,7 +61,5 @@ def publish_recording(config: dict, animal: str, recording_id: str, files: list[
 
 
 def read_published(marker: str | Path) -> PublishResult:
-    import json
-
     with open(marker, encoding="utf-8") as f:
         return PublishResult.from_json(json.load(f))
