@@ -15,7 +15,7 @@ $(BIN)/ephys: pyproject.toml
 
 setup: $(BIN)/ephys
 
-# Synthetic 30-minute, 64-channel, 32 kHz recording -> a row in sheet.csv -> one poll.
+# Synthetic 30-minute, 64-channel, 32 kHz recording -> a row in sheet.csv -> polls until its figures are published.
 demo: setup
 	$(BIN)/ephys demo
 

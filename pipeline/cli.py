@@ -224,11 +224,7 @@ def cmd_poll(args) -> int:
     cfg = _config(args)
     with poller_lock(cfg["base_dir"]):
         if args.until_done:
-            def show(report):
-                for row in recording_states(cfg, only=report.running):
-                    log.info("%s: %s", row["recording_id"], row["progress"])
-
-            report = poll_until_settled(lambda: Poller(cfg), every_s=args.every, on_poll=show)
+            report = poll_until_settled(lambda: Poller(cfg), every_s=args.every, on_poll=_progress_log(cfg))
         elif args.once:
             report = Poller(cfg).poll_once()
         else:
@@ -236,6 +232,21 @@ def cmd_poll(args) -> int:
             return 0
     _print_report(report, cfg)
     return 1 if report.failed else 0
+
+
+def _progress_log(cfg: dict):
+    """An on_poll callback that logs each running recording's progress when it changes."""
+    last: dict[str, str] = {}
+
+    def show(report) -> None:
+        for row in recording_states(cfg, only=report.running):
+            if last.get(row["recording_id"]) != row["progress"]:
+                last[row["recording_id"]] = row["progress"]
+                log.info("%s: %s", row["recording_id"], row["progress"])
+        for rec_id in report.done + report.failed:
+            log.info("%s: %s", rec_id, "done" if rec_id in report.done else "failed")
+
+    return show
 
 
 def recording_states(cfg: dict, *, only: list[str] | None = None) -> list[dict]:
@@ -294,12 +305,8 @@ def cmd_demo(args) -> int:
                           "notes": "synthetic demo recording"})
         log.info("added a row for %s to the sheet", args.recording_id)
 
-    def show(report):
-        for row in recording_states(cfg, only=report.running):
-            log.info("%s: %s", row["recording_id"], row["progress"])
-
     with poller_lock(cfg["base_dir"]):
-        poll_until_settled(lambda: Poller(cfg), every_s=2.0, on_poll=show)
+        poll_until_settled(lambda: Poller(cfg), every_s=2.0, on_poll=_progress_log(cfg))
     row = next(r for r in sheet.read_rows() if r["recording_id"] == args.recording_id)
     print(f"\nsheet row {args.recording_id}: status={row['status']}  progress={row['progress']}")
     print(f"  message: {row['message']}")
