@@ -246,6 +246,16 @@ def test_status_sees_a_run_started_by_another_process(project, setup):
     assert status[0]["progress"].endswith("Converting to LFP (0/3 segments)")
 
 
+def poll_in_this_process_until_sigterm(factory, interval_s: float, caplog) -> None:
+    """The continuous poller in the test process (its factory sends the SIGTERM)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with caplog.at_level(logging.INFO, logger="pipeline.poller"):
+            poll_forever(factory, interval_s=interval_s)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_the_continuous_poller_survives_a_busy_sheet(project, caplog):
     calls = []
 
@@ -256,12 +266,7 @@ def test_the_continuous_poller_survives_a_busy_sheet(project, caplog):
                 os.kill(os.getpid(), signal.SIGTERM)  # the service manager stops the poller
             raise BackendUnavailable("the sheet kept changing while the pipeline tried to write to it")
 
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with caplog.at_level(logging.INFO, logger="pipeline.poller"):
-            poll_forever(Busy, interval_s=0.05)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    poll_in_this_process_until_sigterm(Busy, 0.05, caplog)
     assert len(calls) == 3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["the sheet kept changing while the pipeline tried to write to it"] * 3
@@ -281,12 +286,7 @@ def test_the_continuous_poller_runs_a_row_added_while_it_idles(project, setup, c
             os.kill(os.getpid(), signal.SIGTERM)  # the service manager stops it
         return make_poller()
 
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with caplog.at_level(logging.INFO, logger="pipeline.poller"):
-            poll_forever(factory, interval_s=0.1)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    poll_in_this_process_until_sigterm(factory, 0.1, caplog)
     assert rows()["rec1"]["status"] == "done"
     assert "stopping after this poll" in caplog.text
 
