@@ -66,6 +66,9 @@ class ChannelMap:
                 return cls.from_dict(yaml.safe_load(f))
             except (ValueError, yaml.YAMLError) as e:
                 raise ValueError(f"{path}: {e}") from None
+            except (TypeError, AttributeError):  # e.g. `cortex: 5`: numbers, not channel names
+                raise ValueError(f"{path}: channels must be names or ranges like CSC1-CSC20, "
+                                 "as text or a list of text") from None
 
     def region_of(self, channel: str) -> str | None:
         for region, chans in self.regions.items():

@@ -88,10 +88,13 @@ def _channel_map(args) -> dict:
         return _config(args)["channel_maps"]["default"]
     from pipeline.errors import ConfigError
 
+    from pipeline.channels import ChannelMap
+
     try:
         spec = json.loads(args.channel_map)
-    except ValueError:
-        raise ConfigError(f"--channel-map is not a JSON channel map: {args.channel_map[:80]!r}.") from None
+        ChannelMap.from_dict(spec)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"--channel-map is not a JSON channel map ({e}): {args.channel_map[:80]!r}.") from None
     return spec
 
 
@@ -197,12 +200,12 @@ def cmd_publish(args) -> int:
 
 # -- registry, poller, status ----------------------------------------------------------
 def cmd_add(args) -> int:
-    from pipeline.io.registry import Recording, Registry, check_name, new_run_id, resolve_raw_path
+    from pipeline.io.registry import Recording, Registry, check_name, resolve_raw_path
 
     cfg = _config(args)
     rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
                     str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
-                    run_id=new_run_id(), source="cli")
+                    source="cli")
     Registry(Path(cfg["base_dir"]) / layout.STATE_DIR).add(rec, replace=args.replace)
     print(f"registered {rec.recording_id}; run `snakemake --cores N` (every registered recording) "
           f"or `snakemake --cores N {layout.OUTPUTS['published'].format(rec=rec.recording_id)}` to process it")
@@ -313,8 +316,11 @@ def cmd_demo(args) -> int:
     if row["status"] != "done":
         return 1
     print(f"  results: {row['results_link']}")
-    if cfg["store"]["backend"] == "local":
-        folder = Path(cfg["store"]["path"]) / args.animal / args.recording_id
+    from pipeline.store import read_published
+
+    pub = read_published(layout.RecordingPaths(args.recording_id, cfg["base_dir"]).published)
+    folder = Path(pub.folder)
+    if folder.is_dir():  # a store on this machine: where to click
         print(f"  figures: {folder / 'overview.png'}")
         print(f"  report:  {folder / 'report.pdf'}")
     return 0

@@ -143,14 +143,15 @@ def backend_module(part: str, config: dict, backends: dict[str, str]):
     return importlib.import_module(backends[name])
 
 
-def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Read and validate a configuration file (default: ./config.yaml)."""
+def load_config(path: str | os.PathLike | None = None, *, flag: str = "--config") -> dict[str, Any]:
+    """Read and validate a configuration file (default: ./config.yaml); `flag` is the
+    option that names another one, for the message when it is missing."""
     path = Path(path or DEFAULT_CONFIG_NAME)
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
     except FileNotFoundError:
-        raise ConfigError(f"no configuration file at {path.resolve()}; run from the project folder or pass --config.") from None
+        raise ConfigError(f"no configuration file at {path.resolve()}; run from the project folder or pass {flag}.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -55,8 +55,8 @@ class RecordingPaths:
     def __init__(self, recording_id: str, base: str | Path = "."):
         self.recording_id = recording_id
         self.base = Path(base)
-        self.results = self.base / "results" / recording_id
-        self.logs = self.base / "logs" / recording_id
+        self.results = self.output("recording_json").parent
+        self.logs = self.log("inspect").parent
 
     def output(self, name: str, k: int | None = None) -> Path:
         return self.base / OUTPUTS[name].format(rec=self.recording_id, k=k)

@@ -24,7 +24,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.errors import BackendUnavailable, PipelineError, RowError
 from pipeline.executor import Executor, Run, RunFiles, make_executor, now_iso
-from pipeline.io.registry import Recording, Registry, check_name, new_run_id, resolve_raw_path
+from pipeline.io.registry import Recording, Registry, check_name, id_taken_message, new_run_id, resolve_raw_path
 from pipeline.layout import RecordingPaths
 from pipeline.progress import recording_state
 from pipeline.sheets import Row, Sheet, Update, make_sheet, row_key
@@ -95,10 +95,8 @@ class Poller:
         if len({row_key(r) for r in same_id}) > 1:
             old = registered.get(rec_id)
             if not old or old.raw_path != str(raw) or old.animal != animal:
-                raise RowError(
-                    f"The recording id '{rec_id}' is used by more than one row. "
-                    "Please give each recording its own id."
-                )
+                raise RowError(f"The recording id '{rec_id}' is used by more than one row. "
+                               "Please give each recording its own id.")
         return Recording(rec_id, animal, str(raw), notes=(row.get("notes") or "").strip(), source="sheet")
 
     # -- one poll -----------------------------------------------------------------
@@ -110,55 +108,83 @@ class Poller:
         told: list[Run] = []  # runs the sheet is told of by this poll's write
         for row in rows:
             key = row_key(row)
-            status = (row.get("status") or "").strip().lower()
-            rerun = (row.get("rerun") or "").strip().lower() in TRUTHY
-            if status in ("", "invalid") or rerun:
-                try:
-                    rec = self._validate(row, rows, registered)
-                except RowError as e:
-                    msg = str(e)
-                    if status != "invalid" or row.get("message") != msg:
-                        updates.append((key, {"status": "invalid", "message": msg, "progress": "",
-                                              "updated": now_text()}))
-                    report.invalid.append(key[0] or "(no id)")
-                    continue
-                old = registered.get(rec.recording_id)
-                if old and not rerun and (old.raw_path != rec.raw_path or old.animal != rec.animal):
-                    msg = (f"The recording id '{rec.recording_id}' is already used for another recording "
-                           f"(animal {old.animal}). Please choose a different id, or tick rerun to replace it.")
-                    if status != "invalid" or row.get("message") != msg:
-                        updates.append((key, {"status": "invalid", "message": msg, "progress": "",
-                                              "updated": now_text()}))
-                    report.invalid.append(rec.recording_id)
-                    continue
-                run = None if rerun else self._unacknowledged_run(old, rec)
-                if run is None:
-                    run = self._claim_and_start(rec, old, rerun=rerun)
-                    report.registered.append(rec.recording_id)
-                registered[rec.recording_id] = rec
-                told.append(run)
-                fresh = {"run_id": run.run_id, "rerun": ""}
-                if rerun:
-                    fresh["results_link"] = ""
-                updates.append((key, fresh | self._row_state(rec.recording_id, run, row, report, force=True)))
-            elif status in ACTIVE:
-                rec = registered.get(key[0])
-                if rec is None:
-                    continue  # claimed by a registry that is gone; a person can tick rerun
-                run = self.runs.load(rec.run_id)
-                if run is None:  # claimed, but the poller stopped before the run file was written
-                    run = self._claim_and_start(rec, None, rerun=False, run_id=rec.run_id)
-                elif not run.started_at:  # claimed, but the poller stopped before starting it
-                    self._start(run)
-                values = self._row_state(rec.recording_id, run, row, report)
-                if values:
-                    updates.append((key, values))
+            try:
+                values = self._poll_row(row, rows, registered, report, told)
+            except Exception:  # noqa: BLE001 - one row's bug must not stop every other row
+                log.exception("internal error while polling the row of %r", key[0][:60])
+                values = {"status": "failed", "message": "An internal error stopped this row; please tell a "
+                                                        "maintainer (details in the poller's log)."}
+                report.failed.append(key[0] or "(no id)")
+                if all((row.get(c) or "") == v for c, v in values.items()):
+                    values = None
+                else:
+                    values["updated"] = now_text()
+            if values:
+                updates.append((key, values))
         report.rows_written += self.sheet.apply_updates(updates)
         for run in told:
             if not run.acknowledged:
                 run.acknowledged = True
                 self.runs.save(run)
         return report
+
+    def _poll_row(self, row: Row, rows: list[Row], registered: dict[str, Recording], report: PollReport,
+                  told: list[Run]) -> dict | None:
+        """What this poll writes into one row (None: nothing), starting its run if it is new."""
+        key = row_key(row)
+        status = (row.get("status") or "").strip().lower()
+        rerun = (row.get("rerun") or "").strip().lower() in TRUTHY
+        if status in ("", "invalid") or rerun:
+            try:
+                rec = self._validate(row, rows, registered)
+                old = registered.get(rec.recording_id)
+                if old and not rerun and (old.raw_path != rec.raw_path or old.animal != rec.animal):
+                    raise RowError(id_taken_message(rec.recording_id, old, "or tick rerun to replace it"))
+            except RowError as e:
+                report.invalid.append(key[0] or "(no id)")
+                msg = str(e)
+                if status == "invalid" and row.get("message") == msg:
+                    return None
+                return {"status": "invalid", "message": msg, "progress": "", "updated": now_text()}
+            run = self._unacknowledged_run(old, rec)
+            if run is None:
+                previous = self.runs.load(old.run_id) if old else None
+                if previous is not None and self.executor.is_running(previous):
+                    # One run at a time per recording: this one starts once the other is gone.
+                    self.executor.stop(previous)
+                    self.runs.save(previous)
+                    report.running.append(rec.recording_id)
+                    return self._changed(row, {"status": "queued", "progress": "",
+                                               "message": "Stopping the run that was going on; this one starts next."})
+                run = self._claim(rec, rerun=rerun, force=rerun and status != "failed")
+                report.registered.append(rec.recording_id)
+            registered[rec.recording_id] = rec
+            told.append(run)
+            fresh = {"run_id": run.run_id, "rerun": ""}
+            if rerun:
+                fresh["results_link"] = ""
+            waiting = self._start_unless_started(run, report)
+            return fresh | (waiting or self._row_state(rec.recording_id, run, row, report, force=True))
+        if status in ACTIVE:
+            rec = registered.get(key[0])
+            if rec is None:
+                return None  # claimed by a registry that is gone; a person can tick rerun
+            run = self.runs.load(rec.run_id) or self.runs.load(row.get("run_id") or "")
+            if run is None:  # claimed, but the poller stopped before the run file was written
+                run = self._claim(rec, rerun=False, run_id=rec.run_id)
+            if run.run_id == row.get("run_id"):
+                told.append(run)  # the sheet knows this run
+            waiting = self._start_unless_started(run, report)
+            if waiting:
+                return self._changed(row, waiting)
+            return self._row_state(rec.recording_id, run, row, report) or None
+        return None
+
+    @staticmethod
+    def _changed(row: Row, values: dict) -> dict | None:
+        if all((row.get(c) or "") == v for c, v in values.items()):
+            return None
+        return values | {"updated": now_text()}
 
     def _unacknowledged_run(self, old: Recording | None, rec: Recording) -> Run | None:
         """A run started for this very row by a poll whose sheet write never happened."""
@@ -169,39 +195,44 @@ class Poller:
             return None
         log.info("%s: adopting run %s, claimed by a poll that could not tell the sheet", rec.recording_id, run.run_id)
         rec.run_id = run.run_id
-        if not run.started_at:
-            self._start(run)
         return run
 
-    def _claim_and_start(self, rec: Recording, old: Recording | None, *, rerun: bool,
-                         run_id: str | None = None) -> Run:
-        """Register `rec`, write its run file, then start it: the claim is on disk first."""
-        if old is not None:  # one run at a time per recording
-            previous = self.runs.load(old.run_id)
-            if previous is not None and self.executor.is_running(previous):
-                log.info("%s: stopping run %s before starting another", rec.recording_id, previous.run_id)
-                self.executor.stop(previous)
+    def _claim(self, rec: Recording, *, rerun: bool, force: bool = False, run_id: str | None = None) -> Run:
+        """Register `rec` and write its run file: the claim is on disk before the run starts.
+
+        `force` makes the run start again from the raw files (a rerun of a row that was
+        done); otherwise Snakemake resumes from the outputs that are complete.
+        """
         rec.run_id = run_id or new_run_id()
         self.registry.add(rec, replace=True)
         paths = RecordingPaths(rec.recording_id)
         run = Run(run_id=rec.run_id, recordings=[rec.recording_id], targets=[str(paths.published)],
-                  forcerun=[str(paths.recording_json)] if rerun else [], created_at=now_iso())
+                  forcerun=[str(paths.recording_json)] if force else [], created_at=now_iso())
         if rerun:
             # Not published until this run publishes again.
             with contextlib.suppress(FileNotFoundError):
                 (self.base / paths.published).unlink()
         self.runs.save(run)
-        self._start(run)
         return run
 
-    def _start(self, run: Run) -> None:
-        self.executor.start(run)
+    def _start_unless_started(self, run: Run, report: PollReport) -> dict | None:
+        """Start a claimed run that has not started; if the executor cannot start it now,
+        the row's cells saying so (the run stays claimed, and the next poll tries again)."""
+        if run.started_at:
+            return None
+        try:
+            self.executor.start(run)
+        except BackendUnavailable as e:
+            log.warning("%s: %s", ", ".join(run.recordings), e)
+            report.running.extend(r for r in run.recordings if r not in report.running)
+            return {"status": "queued", "progress": "", "message": f"Waiting to start: {e}"}
         self.runs.save(run)
         log.info("%s: started run %s (%s executor, log %s)", ", ".join(run.recordings), run.run_id, run.backend,
                  run.log)
+        return None
 
     def _row_state(self, rec_id: str, run: Run, row: Row, report: PollReport, *, force: bool = False) -> dict:
-        """The pipeline cells of a row whose run is `run`; {} when nothing changed."""
+        """The pipeline cells of a row whose run is `run`; {} when nothing changed (and not `force`)."""
         st = recording_state(self.base, rec_id, run, self.executor)
         if st.state == "running":
             report.running.append(rec_id)
@@ -212,16 +243,21 @@ class Poller:
         else:
             report.failed.append(rec_id)
             values = {"status": "failed", "progress": st.progress, "message": st.message}
-        if not force and all((row.get(c) or "") == v for c, v in values.items()):
-            return {}
-        return values | {"updated": now_text()}
+        if force:
+            return values | {"updated": now_text()}
+        return self._changed(row, values) or {}
 
 
 def poll_until_settled(poller_factory, *, every_s: float = 2.0, on_poll=None) -> PollReport:
     """Poll until no run is going on; returns a report of everything that happened."""
     total = PollReport()
     while True:
-        report = poller_factory().poll_once()
+        try:
+            report = poller_factory().poll_once()
+        except BackendUnavailable as e:
+            log.warning("%s", e)
+            time.sleep(every_s)
+            continue
         for name in ("registered", "invalid", "done", "failed"):
             getattr(total, name).extend(x for x in getattr(report, name) if x not in getattr(total, name))
         total.rows_written += report.rows_written
@@ -234,8 +270,9 @@ def poll_until_settled(poller_factory, *, every_s: float = 2.0, on_poll=None) ->
 
 
 def poll_forever(poller_factory, interval_s: float) -> None:
-    """Poll every `interval_s` until SIGTERM or SIGINT. A back-end that cannot be reached,
-    or any other failure of one poll, is logged in one sentence and tried again."""
+    """Poll every `interval_s` until SIGTERM or SIGINT (Ctrl-C), which end it after the
+    poll going on. A back-end that cannot be reached, or any other failure of one poll,
+    is logged in one sentence and tried again."""
     stop = {"now": False}
 
     def _stop(signum, frame):
@@ -243,6 +280,7 @@ def poll_forever(poller_factory, interval_s: float) -> None:
         log.info("stopping after this poll")
 
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     while not stop["now"]:
         try:
             report = poller_factory().poll_once()

@@ -74,7 +74,7 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
     signals = region_signals(raw, info)
     if not signals:
         raise DataError(f"{lfp_path}: no good channel in any region (QC flagged them all as dead or noisy); "
-                        "see the channel QC figure or recording.json.")
+                        "each channel's qc.flag in recording.json says why.")
     regions = sorted(signals)
     powers, freqs = [], None
     for r in regions:

@@ -6,16 +6,21 @@ import sys
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from pipeline.io.recording_info import RecordingInfo
 from pipeline.io.registry import Registry
 
 # The configuration is the one file given with --configfile (else ./config.yaml), read
 # and checked by the pipeline itself: nothing else is merged into it.
 if len(workflow.configfiles) > 1:
     sys.exit("ERROR: give one configuration file (--configfile FILE); it is read alone.\n")
+if getattr(workflow.config_settings, "overwrite_config", None):
+    sys.exit("ERROR: --config KEY=VALUE is not read by this workflow; change the configuration file "
+             "(or give another with --configfile FILE).\n")
 try:
-    CFG = load_config(workflow.configfiles[0] if workflow.configfiles else "config.yaml")
+    CFG = load_config(workflow.configfiles[0] if workflow.configfiles else "config.yaml", flag="--configfile")
 except ConfigError as e:
     sys.exit(f"ERROR: {e}\n")
 
@@ -42,7 +47,17 @@ wildcard_constraints:
 
 
 def all_targets():
-    return [OUT["published"].format(rec=r) for r in RECORDINGS]
+    """Every registered recording's publication, but for published recordings whose raw
+    folder is gone (archived): those are left as they are, not inspected again."""
+    targets = []
+    for rec_id, rec in RECORDINGS.items():
+        published = OUT["published"].format(rec=rec_id)
+        if not Path(rec.raw_path).is_dir() and Path(published).exists():
+            print(f"{rec_id}: its raw folder {rec.raw_path} is gone; its published results are kept as they are.",
+                  file=sys.stderr)
+            continue
+        targets.append(published)
+    return targets
 
 
 def registered(rec):
@@ -61,8 +76,7 @@ def raw_inputs(wildcards):
 
 
 def segment_indices(rec):
-    with open(checkpoints.inspect.get(rec=rec).output[0]) as f:
-        return range(len(json.load(f)["segments"]))
+    return range(len(RecordingInfo.load(checkpoints.inspect.get(rec=rec).output[0]).segments))
 
 
 def segment_outputs(name):
@@ -70,6 +84,18 @@ def segment_outputs(name):
         return [OUT[name].format(rec=wildcards.rec, k=k) for k in segment_indices(wildcards.rec)]
 
     return inputs
+
+
+def channel_map_param(wildcards):
+    """The channel map inspect will apply: the raw folder's own, else channel_maps.default.
+    (So that editing the default re-inspects only the recordings that use it.)"""
+    own = Path(registered(wildcards.rec).raw_path) / CHANNEL_MAP_FILE
+    if not own.is_file():
+        return json_param(CFG["channel_maps"]["default"])
+    try:
+        return json_param(ChannelMap.from_file(own).to_dict())
+    except (OSError, ValueError):
+        return "unreadable"  # inspect reports what is wrong with it
 
 
 def json_param(value):

@@ -8,7 +8,7 @@ checkpoint inspect:
         animal=lambda w: registered(w.rec).animal,
         lfp_rate=CFG["lfp"]["rate"],
         segment_s=CFG["lfp"]["segment_s"],
-        channel_map=json_param(CFG["channel_maps"]["default"]),
+        channel_map=channel_map_param,
     log:
         LOG["inspect"],
     shell:

@@ -30,6 +30,9 @@ def test_keys_left_out_take_the_schema_defaults_and_paths_the_config_folder(tmp_
     assert out["executor"]["cores"] == 2 and out["spectrogram"]["fmax"] == 200 and out["poller"]["interval_s"] == 60
     assert out["store"]["path"] == str(tmp_path / "published") and out["data_roots"] == [str(tmp_path / "raw")]
     assert cfg["sheet"] == {"backend": "local"}, "the caller's mapping is not changed"
+    del cfg["spectrogram"], cfg["poller"]  # sections whose every key has a default
+    out = validate_config(cfg, base_dir=tmp_path)
+    assert out["spectrogram"] == {"time_bandwidth": 2.0, "fmax": 200} and out["poller"] == {"interval_s": 60}
 
 
 def test_every_key_has_a_comment():

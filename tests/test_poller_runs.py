@@ -182,14 +182,33 @@ def test_a_fixed_invalid_row_is_picked_up_by_the_next_poll(project, setup):
     assert rows()["missing-fixed"]["status"] == "done"
 
 
+def test_a_cell_the_file_system_refuses_is_that_row_s_problem_only(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "long", "animal": "m1", "raw_path": "x" * 300},
+                         {"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    report = make_poller().poll_once()
+    assert report.invalid == ["long"] and report.registered == ["rec1"]
+    assert rows()["long"]["status"] == "invalid"
+    assert "cannot be used (File name too long)" in rows()["long"]["message"]
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+
+
 def test_rerun_while_running_stops_the_old_run_first(project, setup):
     cfg, make_poller, rows = setup
     project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
     make_poller({"rec1": {"hang_at": "convert"}}).poll_once()
     first = RunFiles(project.dir).load(rows()["rec1"]["run_id"])
     project.edit_row(0, rerun="TRUE")
+    t0 = time.monotonic()
     make_poller().poll_once()
-    assert not FakeWorkflowExecutor(cfg).is_running(first), "two runs of one recording side by side"
+    assert time.monotonic() - t0 < 3, "the poll asks the old run to stop, it does not wait for it"
+    row = rows()["rec1"]
+    assert row["status"] == "queued" and row["rerun"] == "TRUE" and row["run_id"] == first.run_id
+    assert row["message"] == "Stopping the run that was going on; this one starts next."
+    wait_for(lambda: not FakeWorkflowExecutor(cfg).is_running(first), what="the old run to stop")
+    report = make_poller().poll_once()
+    assert report.registered == ["rec1"] and rows()["rec1"]["run_id"] != first.run_id
     settle(make_poller)
     assert rows()["rec1"]["status"] == "done"
 
@@ -217,16 +236,19 @@ def test_a_run_the_sheet_never_heard_of_is_adopted_not_started_again(project, se
     assert rows()["rec1"]["status"] == "done"
 
 
-def test_a_run_claimed_but_never_started_is_started_by_the_next_poll(project, setup):
+def test_a_run_that_could_not_start_waits_claimed_and_the_next_poll_starts_it(project, setup):
     cfg, make_poller, rows = setup
 
     class CannotStart(FakeWorkflowExecutor):
         def start(self, run):
-            raise OSError("the poller was killed right here")
+            raise BackendUnavailable("the machine has no process to spare just now")
 
     project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
-    with pytest.raises(OSError):
-        Poller(cfg, executor=CannotStart(cfg)).poll_once()
+    report = Poller(cfg, executor=CannotStart(cfg)).poll_once()
+    assert report.active, "a run waiting to start is still to be watched"
+    row = rows()["rec1"]
+    assert row["status"] == "queued" and row["run_id"]
+    assert row["message"] == "Waiting to start: the machine has no process to spare just now"
     runs = list((project.dir / "state" / "runs").glob("*.json"))
     assert len(runs) == 1 and not RunFiles(project.dir).load(runs[0].stem).started_at
     report = make_poller().poll_once()

@@ -59,3 +59,20 @@ def test_raw_paths_are_confined_to_the_data_roots(tmp_path):
         assert resolve_raw_path("rec", roots, cwd=root) == root / "rec"
     finally:
         os.chdir(cwd)
+
+
+def test_a_relative_raw_path_is_looked_for_in_every_data_root(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    (second / "rec").mkdir(parents=True)
+    assert resolve_raw_path("rec", [str(first), str(second)]) == second / "rec"
+    with pytest.raises(RowError, match="does not exist"):
+        resolve_raw_path("nowhere", [str(first), str(second)])
+
+
+def test_a_raw_path_the_file_system_refuses_is_that_row_s_problem_in_words(tmp_path):
+    with pytest.raises(RowError) as err:
+        resolve_raw_path("x" * 300, [str(tmp_path)])
+    message = str(err.value)
+    assert "cannot be used (File name too long)" in message
+    assert len(message) < 200, "a long cell is quoted by a short prefix only"

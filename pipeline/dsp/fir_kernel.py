@@ -162,7 +162,8 @@ def _decimate_channels(flat, rec_start, rec_q0, before, have, per_record, stride
 
 
 def block_rows(block, n_x: int) -> np.ndarray:
-    """Every channel's n_x input samples in `block` as (channels, n_x) float32 (for checks)."""
+    """Every channel's n_x input samples in `block` as (channels, n_x) float32 (the
+    input itself when the LFP rate is the raw rate; checks use it too)."""
     out = np.empty((len(block.row), n_x + SLACK), dtype=np.float32)
     for c in range(len(block.row)):
         if block.row[c] >= 0:

@@ -37,8 +37,10 @@ class Run:
     log: str = ""  # the workflow's own log, relative to the project folder
     created_at: str = ""
     started_at: str = ""
+    host: str = ""  # the machine the run was started on (a process id means nothing elsewhere)
     pid: int | None = None
     pid_started: int | None = None  # the process's start time (clock ticks since boot): tells a reused pid apart
+    stop_requested_at: str = ""  # when stop() was first asked for (a second ask past the grace time kills)
     acknowledged: bool = False  # the sheet has been told of this run (see Poller)
 
     def to_json(self) -> dict:
@@ -78,20 +80,29 @@ class Executor(Protocol):
 
     def start(self, run: Run) -> None:
         """Start the workflow for `run` in the background and fill in how to find it
-        again (pid, job ids); the caller saves the run file. Returns at once."""
+        again (pid, job ids); the caller saves the run file. Returns at once. Raises
+        BackendUnavailable when it cannot start anything now (the run stays claimed)."""
 
     def is_running(self, run: Run) -> bool:
         """Whether the run is still going (from the run file alone, in any process)."""
 
     def stop(self, run: Run) -> None:
-        """Stop the run and its jobs; outputs already complete stay."""
+        """Ask the run and its jobs to stop, without waiting (outputs already complete
+        stay); the caller saves the run file and asks `is_running` later. Asked again
+        after a grace time, it forces them."""
 
 
 def snakemake_command(config: dict, run: Run, *extra: str) -> list[str]:
-    """The Snakemake command line for a run, as a list (never through a shell)."""
+    """The Snakemake command line for a run, as a list (never through a shell).
+
+    --nolock: runs of different recordings go side by side in one folder, and
+    Snakemake's directory lock cannot serve that (a run that ends removes every run's
+    locks, and one killed leaves locks that stop all later runs). The run files keep
+    one run per recording instead.
+    """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
            "--configfile", config["config_file"], "--directory", config["base_dir"],
-           "--keep-going", "--rerun-incomplete", "--printshellcmds", *extra]
+           "--keep-going", "--rerun-incomplete", "--printshellcmds", "--nolock", *extra]
     if run.forcerun:
         cmd += ["--forcerun", *run.forcerun]
     return cmd + ["--", *run.targets]

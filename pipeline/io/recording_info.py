@@ -93,14 +93,6 @@ class RecordingInfo:
         """The channels the LFP holds: every recorded channel the map does not ignore."""
         return [c for c in self.channels if not c.ignored]
 
-    def region_channels(self, *, good_only: bool = True) -> dict[str, list[str]]:
-        """Region -> its channels (only those QC did not flag, by default), in map order."""
-        out: dict[str, list[str]] = {}
-        for c in self.converted_channels:
-            if c.region is not None and not (good_only and c.bad):
-                out.setdefault(c.region, []).append(c.name)
-        return out
-
     # -- the file --------------------------------------------------------------------
     def to_json(self) -> dict:
         return asdict(self)

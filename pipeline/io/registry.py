@@ -18,10 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from pipeline import layout
 from pipeline.errors import RowError
 from pipeline.io.atomic import write_text_atomic
 
-REGISTRY_NAME = "recordings.tsv"
+REGISTRY_NAME = Path(layout.REGISTRY).name  # in the state folder
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -68,19 +69,25 @@ def resolve_raw_path(value: str, data_roots: list[str], *, cwd: str | Path | Non
         candidates = [Path(value)]
     else:
         candidates = ([Path(cwd) / value] if cwd is not None else []) + [r / value for r in roots]
-    for cand in candidates:
-        real = Path(os.path.realpath(os.path.expanduser(cand)))
-        inside = any(real == r or real.is_relative_to(r) for r in roots)
-        if not inside:
-            continue
-        if not real.exists():
-            raise RowError(f"The raw_path '{value}' does not exist. Please check the spelling and that the data has been copied.")
-        if not real.is_dir():
-            raise RowError(f"The raw_path '{value}' is a file; please give the folder that holds the recording files.")
-        return real
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    inside_any = False
+    try:
+        for cand in candidates:
+            real = Path(os.path.realpath(os.path.expanduser(cand)))
+            if not any(real == r or real.is_relative_to(r) for r in roots):
+                continue
+            inside_any = True
+            if real.is_dir():
+                return real
+            if real.exists():
+                raise RowError(f"The raw_path '{shown}' is a file; please give the folder that holds the recording files.")
+    except OSError as e:  # a name too long for the file system, a folder we may not open ...
+        raise RowError(f"The raw_path '{shown}' cannot be used ({e.strerror or e}). Please check it.") from None
+    if inside_any:
+        raise RowError(f"The raw_path '{shown}' does not exist. Please check the spelling and that the data has been copied.")
     allowed = ", ".join(str(r) for r in roots)
     raise RowError(
-        f"The raw_path '{value}' is outside the folders the pipeline may read ({allowed}). "
+        f"The raw_path '{shown}' is outside the folders the pipeline may read ({allowed}). "
         "Please copy the data into one of them and give that path."
     )
 
@@ -124,16 +131,19 @@ class Registry:
             recs = self.read()
             old = recs.get(rec.recording_id)
             if old and not replace and (old.raw_path != rec.raw_path or old.animal != rec.animal):
-                raise RowError(
-                    f"The recording id '{rec.recording_id}' is already used for another recording "
-                    f"(animal {old.animal}, {old.raw_path}). Please choose a different id."
-                )
+                raise RowError(id_taken_message(rec.recording_id, old, "or give --replace to replace it"))
             if old and not replace:
                 return old
             rec.registered_at = rec.registered_at or datetime.now().astimezone().isoformat(timespec="seconds")
             recs[rec.recording_id] = rec
             self._write(recs)
             return rec
+
+
+def id_taken_message(recording_id: str, old: Recording, how_to_replace: str) -> str:
+    """The one sentence for an id registered for other data; `how_to_replace` fits the reader."""
+    return (f"The recording id '{recording_id}' is already used for another recording (animal {old.animal}). "
+            f"Please choose a different id, {how_to_replace}.")
 
 
 def new_run_id() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.io.atomic import atomic_path, write_json_atomic
 from pipeline.sleep.features import read_feature_tables
 from pipeline.sleep.hmm import STATES, smooth
@@ -49,7 +49,8 @@ def marker_matrix(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
         muscle = _first(feats, [f"{r}_log_gamma" for r in pref])
     chosen = [delta, theta, muscle]
     if any(c is None for c in chosen):
-        raise DataError("the features lack delta, theta or muscle power; is spectrogram.fmax below 80 Hz?")
+        raise ConfigError("the features lack delta, theta or muscle power: spectrogram.fmax must be at least "
+                          "80 Hz for label-free scoring.")
     return np.column_stack([c[1] for c in chosen]), [c[0] for c in chosen]
 
 
