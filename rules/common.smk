@@ -16,7 +16,7 @@ from pipeline.io.registry import Registry
 # and checked by the pipeline itself: nothing else is merged into it.
 if len(workflow.configfiles) > 1:
     sys.exit("ERROR: give one configuration file (--configfile FILE); it is read alone.\n")
-if getattr(workflow.config_settings, "overwrite_config", None):
+if getattr(workflow.config_settings, "config", None):  # values given with --config
     sys.exit("ERROR: --config KEY=VALUE is not read by this workflow; change the configuration file "
              "(or give another with --configfile FILE).\n")
 try:

@@ -63,6 +63,9 @@ def test_a_config_file_given_to_snakemake_is_read_alone(project, recording_in):
     dry = project.snakemake("-n", "--cores", "1", "--configfile", str(alt))
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert planned_rules(dry.stdout)["inspect"] == 1
+    # Values given on the command line would be ignored: refused, in words.
+    dry = project.snakemake("-n", "--cores", "1", "--configfile", str(alt), "--config", "lfp=1")
+    assert dry.returncode != 0 and "--config KEY=VALUE is not read by this workflow" in dry.stderr
     # And from another folder: paths are the configuration file's folder's, not the current one's.
     elsewhere = project.dir.parent / "elsewhere"
     elsewhere.mkdir()
