@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from pipeline import __version__, layout
-from pipeline.errors import INTERNAL_ERROR, PipelineError
+from pipeline.errors import INTERNAL_ERROR, TEMPORARY, BackendUnavailable, PipelineError
 
 log = logging.getLogger("ephys")
 
@@ -221,18 +221,36 @@ def _print_report(report, cfg: dict) -> None:
         print(f"  {rec_id}: failed (see its row's message, or `ephys status`)")
 
 
+def _log_to_file(cfg: dict) -> Path:
+    """The poller's own log, rotated, beside the console's (a service's console is often lost)."""
+    from logging.handlers import RotatingFileHandler
+
+    path = Path(cfg["base_dir"]) / layout.POLLER_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(path, maxBytes=layout.POLLER_LOG_BYTES, backupCount=layout.POLLER_LOG_KEEP,
+                                  encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return path
+
+
 def cmd_poll(args) -> int:
     from pipeline.poller import Poller, poll_forever, poll_until_settled, poller_lock
 
     cfg = _config(args)
-    with poller_lock(cfg["base_dir"]):
-        if args.until_done:
-            report = poll_until_settled(lambda: Poller(cfg), every_s=args.every, on_poll=_progress_log(cfg))
-        elif args.once:
-            report = Poller(cfg).poll_once()
-        else:
-            poll_forever(lambda: Poller(cfg), float(cfg["poller"]["interval_s"]))
-            return 0
+    _log_to_file(cfg)
+    try:
+        with poller_lock(cfg["base_dir"]):
+            if args.until_done:
+                report = poll_until_settled(lambda: Poller(cfg), every_s=args.every, on_poll=_progress_log(cfg))
+            elif args.once:
+                report = Poller(cfg).poll_once()
+            else:
+                poll_forever(lambda: Poller(cfg), float(cfg["poller"]["interval_s"]))
+                return 0
+    except PipelineError as e:
+        log.error("%s", e)  # into the poller's log file too
+        raise
     _print_report(report, cfg)
     return 1 if report.failed else 0
 
@@ -459,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
 
             hold_core_slot()
         return args.func(args)
+    except BackendUnavailable as e:
+        print(f"ERROR: {TEMPORARY}{e}", file=sys.stderr, flush=True)
+        return 2
     except PipelineError as e:
         print(f"ERROR: {e}", file=sys.stderr, flush=True)
         log.debug("details", exc_info=True)

@@ -126,6 +126,11 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
         raise ConfigError(
             f"{source}: spectrogram.fmax ({cfg['spectrogram']['fmax']}) must be at most half of lfp.rate ({lfp['rate']})."
         )
+    on_google = [f"{part}.backend is {cfg[part]['backend']}" for part, name in (("sheet", "google"), ("store", "drive"))
+                 if cfg[part]["backend"] == name]
+    if on_google and not cfg["google"].get("credentials"):
+        raise ConfigError(f"{source}: google.credentials is missing ({on_google[0]}): name the service account's "
+                          "key file.")
     for name, spec in cfg["channel_maps"].items():  # parse maps now so a bad range fails at start-up
         try:
             ChannelMap.from_dict(spec)

@@ -14,6 +14,9 @@ maintainer" with the log, never dressed as one of the above.
 
 # How the CLI begins the one line it prints for a bug; the sheet adds the log's path.
 INTERNAL_ERROR = "internal error"
+# How it begins the line for a back-end that could not be reached: the poller starts
+# such a run again by itself.
+TEMPORARY = "(temporary) "
 
 
 class PipelineError(Exception):

@@ -47,6 +47,9 @@ RUNS_DIR = "state/runs"
 POLLER_LOCK = "state/poller.lock"
 CORE_SLOTS_DIR = "state/cores"
 RUN_LOGS_DIR = "logs/runs"
+POLLER_LOG = "logs/poller.log"  # rotated: POLLER_LOG_BYTES each, POLLER_LOG_KEEP old ones kept
+POLLER_LOG_BYTES = 5_000_000
+POLLER_LOG_KEEP = 5
 
 
 class RecordingPaths:

@@ -177,8 +177,32 @@ class Poller:
             waiting = self._start_unless_started(run, report)
             if waiting:
                 return self._changed(row, waiting)
-            return self._row_state(rec.recording_id, run, row, report) or None
+            state = recording_state(self.base, rec.recording_id, run, self.executor)
+            if state.state == "failed" and state.temporary:
+                # Google (or another back-end) could not be reached: go on from what is complete.
+                run = self._claim(rec, rerun=False)
+                told.append(run)
+                waiting = self._start_unless_started(run, report)
+                report.running.append(rec.recording_id)
+                return self._changed(row, waiting or {"status": "running", "run_id": run.run_id,
+                                                      "message": f"{state.message} Starting again."})
+            return self._row_state(rec.recording_id, run, row, report, state=state) or None
+        if status in ("done", "failed"):
+            return self._changed_since_processed(row, registered.get(key[0]))
         return None
+
+    def _changed_since_processed(self, row: Row, rec: Recording | None) -> dict | None:
+        """A processed row whose animal or raw_path a person changed since: say so."""
+        if rec is None:
+            return None
+        try:
+            raw = str(resolve_raw_path(row.get("raw_path", ""), self.config["data_roots"]))
+        except RowError:
+            raw = None
+        if raw == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
+            return None
+        return self._changed(row, {"message": "The animal or raw_path changed since this recording was processed; "
+                                              "tick rerun to process it with the new values."})
 
     @staticmethod
     def _changed(row: Row, values: dict) -> dict | None:
@@ -231,9 +255,10 @@ class Poller:
                  run.log)
         return None
 
-    def _row_state(self, rec_id: str, run: Run, row: Row, report: PollReport, *, force: bool = False) -> dict:
+    def _row_state(self, rec_id: str, run: Run, row: Row, report: PollReport, *, force: bool = False,
+                   state=None) -> dict:
         """The pipeline cells of a row whose run is `run`; {} when nothing changed (and not `force`)."""
-        st = recording_state(self.base, rec_id, run, self.executor)
+        st = state or recording_state(self.base, rec_id, run, self.executor)
         if st.state == "running":
             report.running.append(rec_id)
             values = {"status": "running", "progress": st.progress, "message": ""}

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.errors import INTERNAL_ERROR, PipelineError
+from pipeline.errors import TEMPORARY, PipelineError
 from pipeline.executor import Executor, Run
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.layout import RecordingPaths
@@ -71,12 +71,12 @@ def recording_progress(base: str | Path, rec_id: str) -> Progress:
     return Progress(frac, f"{int(100 * frac)}% · {text}")
 
 
-def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> str | None:
-    """The first error a stage wrote into its log since `since` (a time stamp), in words.
+def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> tuple[str, bool] | None:
+    """The first error a stage wrote into its log since `since` (a time stamp), in words
+    with the log that holds it; and whether it was a back-end that could not be reached.
 
     Stages are taken in workflow order, so a failed conversion is named rather than the
-    figures that could not be drawn because of it. An internal error (a bug) also says
-    which log holds the details.
+    figures that could not be drawn because of it.
     """
     base = Path(base)
     logs = RecordingPaths(rec_id, base).logs
@@ -96,10 +96,8 @@ def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> str | None
     if not found:
         return None
     _, _, stage, msg, path = min(found)
-    text = f"{STAGE_WORDS.get(stage, stage)} failed: {msg}"
-    if INTERNAL_ERROR in msg:
-        text += f" Details: {path.relative_to(base)}."
-    return text
+    text = f"{STAGE_WORDS.get(stage, stage)} failed: {msg.removeprefix(TEMPORARY)} (log: {path.relative_to(base)})"
+    return text, msg.startswith(TEMPORARY)
 
 
 def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
@@ -118,6 +116,7 @@ class RecordingState:
     progress: str
     message: str = ""
     link: str = ""
+    temporary: bool = False  # failed because a back-end could not be reached: worth starting again
 
 
 def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Executor | None) -> RecordingState:
@@ -135,15 +134,15 @@ def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Ex
         pub = read_published(paths.published)
         return RecordingState("done", "100%", done_message(base, rec_id, len(pub.files)), pub.link)
     since = _timestamp(run.started_at) if run is not None and run.started_at else 0.0
-    err = first_error(base, rec_id, since)
+    err, temporary = first_error(base, rec_id, since) or (None, False)
     if run is not None and run.started_at:
         if err is None:
             workflow_err = _first_error_line(base / run.log) if run.log else None
             err = (f"The workflow could not run: {workflow_err}" if workflow_err else
                    f"The run stopped before finishing; a maintainer can read {run.log or 'its log'}.")
-        return RecordingState("failed", p.text, err)
+        return RecordingState("failed", p.text, err, temporary=temporary)
     if err:
-        return RecordingState("failed", p.text, err)
+        return RecordingState("failed", p.text, err, temporary=temporary)
     return RecordingState("incomplete" if p.fraction > 0 else "registered", p.text)
 
 

@@ -79,6 +79,12 @@ class Project:
         rows[index].update(cells)
         self.write_sheet(rows)
 
+    def replace_config(self, **sections) -> None:
+        """Replace whole sections of the project's config (a back-end's keys differ)."""
+        cfg = yaml.safe_load(self.config_path.read_text())
+        cfg.update(sections)
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
     def set_config(self, **sections) -> None:
         cfg = yaml.safe_load(self.config_path.read_text())
         for section, values in sections.items():

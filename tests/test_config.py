@@ -57,7 +57,7 @@ def test_every_key_has_a_comment():
     (lambda c: c["lfp"].update(rat=1000), "unknown key 'rat' in lfp; allowed keys are: rate, segment_s."),
     (lambda c: c["lfp"].update(rate="fast"), "lfp.rate is 'fast', but it must be a number."),
     (lambda c: c["lfp"].update(rate=0), "lfp.rate is 0, but it must be greater than 0."),
-    (lambda c: c["sheet"].update(backend="excel"), "sheet.backend is 'excel', but it must be one of: 'local'."),
+    (lambda c: c["sheet"].update(backend="excel"), "sheet.backend is 'excel', but it must be one of: 'local', 'google'."),
     (lambda c: c.pop("sleep"), "the key sleep is missing."),
     (lambda c: c.update(colour="red"), "unknown key 'colour'"),
     (lambda c: c["executor"].update(cores=0), "executor.cores is 0, but it must be at least 1."),

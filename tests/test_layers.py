@@ -23,7 +23,7 @@ LEVELS = [
     ("mathematics", ["pipeline.dsp", "pipeline.sleep.hmm"]),
     ("configuration", ["pipeline.config"]),
     ("stages", ["pipeline.convert", "pipeline.spectral", "pipeline.sleep", "pipeline.figures", "pipeline.synth"]),
-    ("back-ends", ["pipeline.sheets", "pipeline.store", "pipeline.executor"]),
+    ("back-ends", ["pipeline.google_api", "pipeline.sheets", "pipeline.store", "pipeline.executor"]),
     ("status", ["pipeline.progress"]),
     ("poller", ["pipeline.poller"]),
     ("command line", ["pipeline.cli", "pipeline.__main__"]),

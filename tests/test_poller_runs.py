@@ -119,8 +119,44 @@ def test_a_failed_stage_is_told_in_its_own_words(project, setup):
     assert report.failed == ["rec1"]
     row = rows()["rec1"]
     assert row["status"] == "failed"
-    assert row["message"] == "Computing spectrograms failed: no good channel in any region"
+    assert row["message"] == ("Computing spectrograms failed: no good channel in any region "
+                              "(log: logs/rec1/spectrogram/seg0.log)")
     assert row["progress"].endswith("Computing spectrograms (0/3 segments)")
+
+
+def test_a_run_stopped_by_an_unreachable_back_end_starts_again_by_itself(project, setup):
+    cfg, make_poller, rows = setup
+    error = ("(temporary) Google could not be reached for uploading report.pdf (HTTP 503, 4 attempt(s) in 2 s); "
+             "it is tried again at the next poll.")
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    make_poller({"rec1": {"fail_at": "publish", "error": error}}).poll_once()
+    first = rows()["rec1"]["run_id"]
+    wait_for(lambda: not FakeWorkflowExecutor(cfg).is_running(RunFiles(project.dir).load(first)), what="the run")
+    report = make_poller().poll_once()
+    row = rows()["rec1"]
+    assert report.running == ["rec1"] and row["status"] == "running" and row["run_id"] != first
+    assert row["message"] == ("Publishing results failed: Google could not be reached for uploading report.pdf "
+                              "(HTTP 503, 4 attempt(s) in 2 s); it is tried again at the next poll. "
+                              "(log: logs/rec1/publish.log) Starting again.")
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+
+
+def test_a_processed_row_whose_raw_path_changed_is_flagged(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+    project.edit_row(0, raw_path="rec2")
+    report = make_poller().poll_once()
+    assert report.registered == [], "a changed done row is not processed again without a word"
+    row = rows()["rec1"]
+    assert row["status"] == "done"
+    assert row["message"] == ("The animal or raw_path changed since this recording was processed; tick rerun to "
+                              "process it with the new values.")
+    project.edit_row(0, rerun="yes")
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done" and rows()["rec1"]["message"].startswith("Finished")
 
 
 def test_an_internal_error_names_its_log(project, setup):
@@ -129,7 +165,7 @@ def test_an_internal_error_names_its_log(project, setup):
     project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
     settle(make_poller, {"rec1": {"fail_at": "classify", "error": error}})
     message = rows()["rec1"]["message"]
-    assert message == f"Scoring sleep states failed: {error} Details: logs/rec1/classify.log."
+    assert message == f"Scoring sleep states failed: {error} (log: logs/rec1/classify.log)"
 
 
 def test_a_run_that_died_is_failed_and_rerun_starts_it_again(project, setup):

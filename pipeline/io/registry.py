@@ -40,13 +40,19 @@ class Recording:
 COLUMNS = [f.name for f in fields(Recording)]
 
 
+def quoted(value: str, limit: int = 60) -> str:
+    """A cell's text as a message quotes it: at most a short prefix."""
+    value = str(value)
+    return value if len(value) <= limit else value[:limit - 3] + "..."
+
+
 def check_name(value: str, what: str) -> str:
     value = (value or "").strip()
     if not value:
         raise RowError(f"The {what} is empty. Please fill it in.")
     if not _ID.match(value) or value in (".", ".."):
         raise RowError(
-            f"The {what} '{value}' can only use letters, digits, '.', '_' and '-' (no spaces or slashes, "
+            f"The {what} '{quoted(value)}' can only use letters, digits, '.', '_' and '-' (no spaces or slashes, "
             "at most 100 characters), because it becomes a folder name. Please rename it."
         )
     return value
@@ -69,7 +75,7 @@ def resolve_raw_path(value: str, data_roots: list[str], *, cwd: str | Path | Non
         candidates = [Path(value)]
     else:
         candidates = ([Path(cwd) / value] if cwd is not None else []) + [r / value for r in roots]
-    shown = value if len(value) <= 80 else value[:77] + "..."
+    shown = quoted(value, 80)
     inside_any = False
     try:
         for cand in candidates:

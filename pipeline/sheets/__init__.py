@@ -51,12 +51,12 @@ class Sheet(Protocol):
         """Add a row as a person would (used by `ephys demo` and tests, never by the poller)."""
 
 
-# backend name -> module with `open_sheet(section: dict) -> Sheet`
-BACKENDS = {"local": "pipeline.sheets.local_csv"}
+# backend name -> module with `open_sheet(config: dict) -> Sheet`
+BACKENDS = {"local": "pipeline.sheets.local_csv", "google": "pipeline.sheets.google_sheet"}
 
 
 def make_sheet(config: dict) -> Sheet:
-    return backend_module("sheet", config, BACKENDS).open_sheet(config["sheet"])
+    return backend_module("sheet", config, BACKENDS).open_sheet(config)
 
 
 def check_writable(values: dict[str, str]) -> None:

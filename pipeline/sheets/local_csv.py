@@ -18,8 +18,8 @@ from pipeline.io.atomic import write_text_atomic
 from pipeline.sheets import COLUMNS, Row, SheetBusy, Update, check_writable, row_key
 
 
-def open_sheet(section: dict) -> "LocalCsvSheet":
-    return LocalCsvSheet(section["path"])
+def open_sheet(config: dict) -> "LocalCsvSheet":
+    return LocalCsvSheet(config["sheet"]["path"])
 
 
 class LocalCsvSheet:

@@ -42,12 +42,12 @@ class ResultsStore(Protocol):
         """Copy `files` into the recording's folder, replacing files of the same name."""
 
 
-# backend name -> module with `open_store(section: dict) -> ResultsStore`
-BACKENDS = {"local": "pipeline.store.local_folder"}
+# backend name -> module with `open_store(config: dict) -> ResultsStore`
+BACKENDS = {"local": "pipeline.store.local_folder", "drive": "pipeline.store.drive"}
 
 
 def make_store(config: dict) -> ResultsStore:
-    return backend_module("store", config, BACKENDS).open_store(config["store"])
+    return backend_module("store", config, BACKENDS).open_store(config)
 
 
 def publish_recording(config: dict, animal: str, recording_id: str, files: list[str | Path],

@@ -13,8 +13,8 @@ from pipeline.io.atomic import atomic_path
 from pipeline.store import PublishResult
 
 
-def open_store(section: dict) -> "LocalFolderStore":
-    return LocalFolderStore(section["path"])
+def open_store(config: dict) -> "LocalFolderStore":
+    return LocalFolderStore(config["store"]["path"])
 
 
 class LocalFolderStore:
