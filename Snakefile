@@ -24,6 +24,13 @@ include: "rules/figures.smk"
 include: "rules/publish.smk"
 
 
+# On a cluster these run in the head job itself: `all` is bookkeeping, and publishing
+# needs the network (Google Drive), which compute nodes often lack.
+localrules:
+    all,
+    publish,
+
+
 rule all:
     input:
         all_targets(),

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -288,6 +290,27 @@ def recording_states(cfg: dict, *, only: list[str] | None = None) -> list[dict]:
     return out
 
 
+def cmd_cancel(args) -> int:
+    """Stop a recording's run and its jobs; its row says `cancelled` at the next poll."""
+    from pipeline.executor import RunFiles, make_executor, now_iso
+    from pipeline.io.registry import Registry
+
+    cfg = _config(args)
+    base = Path(cfg["base_dir"])
+    rec = Registry(base / layout.STATE_DIR).read().get(args.recording_id)
+    runs = RunFiles(base)
+    run = runs.load(rec.run_id) if rec else None
+    if run is None:
+        raise PipelineError(f"{args.recording_id} has no run to cancel (`ephys status` lists the recordings).")
+    executor = make_executor(cfg)
+    was_running = executor.is_running(run)
+    executor.stop(run)
+    run.cancelled_at = now_iso()
+    runs.save(run)
+    print(f"{args.recording_id}: run {run.run_id} {'cancelled' if was_running else 'was not running; marked cancelled'}")
+    return 0
+
+
 def cmd_status(args) -> int:
     rows = recording_states(_config(args))
     if args.json:
@@ -448,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=float, default=2.0, help="seconds between polls with --until-done (default 2)")
     s.set_defaults(func=cmd_poll)
 
+    s = sub.add_parser("cancel", help="stop a recording's run and its jobs (the row then says cancelled)")
+    s.add_argument("recording_id")
+    s.set_defaults(func=cmd_cancel)
+
     s = sub.add_parser("status", help="table of registered recordings and how far each has got")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
@@ -475,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in STAGE_COMMANDS:
             from pipeline.executor.slots import hold_core_slot
 
+            if os.environ.get("SLURM_JOB_ID"):
+                log.info("running as SLURM job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
             hold_core_slot()
         return args.func(args)
     except BackendUnavailable as e:

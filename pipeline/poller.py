@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.errors import BackendUnavailable, PipelineError, RowError
+from pipeline.errors import BackendUnavailable, ConfigError, PipelineError, RowError
 from pipeline.executor import Executor, Run, RunFiles, make_executor, now_iso
 from pipeline.io.registry import Recording, Registry, check_name, id_taken_message, new_run_id, resolve_raw_path
 from pipeline.layout import RecordingPaths
@@ -250,6 +250,10 @@ class Poller:
             log.warning("%s: %s", ", ".join(run.recordings), e)
             report.running.extend(r for r in run.recordings if r not in report.running)
             return {"status": "queued", "progress": "", "message": f"Waiting to start: {e}"}
+        except ConfigError as e:  # refused for good (a partition that does not exist ...): not again
+            log.error("%s: %s", ", ".join(run.recordings), e)
+            report.failed.extend(run.recordings)
+            return {"status": "failed", "progress": "", "message": str(e)}
         self.runs.save(run)
         log.info("%s: started run %s (%s executor, log %s)", ", ".join(run.recordings), run.run_id, run.backend,
                  run.log)
@@ -259,9 +263,11 @@ class Poller:
                    state=None) -> dict:
         """The pipeline cells of a row whose run is `run`; {} when nothing changed (and not `force`)."""
         st = state or recording_state(self.base, rec_id, run, self.executor)
-        if st.state == "running":
+        if st.state in ("running", "queued"):
             report.running.append(rec_id)
-            values = {"status": "running", "progress": st.progress, "message": ""}
+            values = {"status": st.state, "progress": st.progress, "message": ""}
+        elif st.state == "cancelled":
+            values = {"status": "cancelled", "progress": st.progress, "message": st.message}
         elif st.state == "done":
             report.done.append(rec_id)
             values = {"status": "done", "progress": "100%", "message": st.message, "results_link": st.link}

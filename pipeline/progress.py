@@ -112,7 +112,7 @@ def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
 
 @dataclass
 class RecordingState:
-    state: str  # registered, running, done, failed, incomplete
+    state: str  # registered, queued, running, done, failed, cancelled, incomplete
     progress: str
     message: str = ""
     link: str = ""
@@ -128,14 +128,22 @@ def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Ex
     base = Path(base)
     paths = RecordingPaths(rec_id, base)
     p = recording_progress(base, rec_id)
+    if run is not None and run.cancelled_at:
+        return RecordingState("cancelled", p.text, f"Cancelled at {run.cancelled_at[:16].replace('T', ' ')} "
+                                                   "(ephys cancel); tick rerun to process it again.")
     if run is not None and executor is not None and executor.is_running(run):
-        return RecordingState("running", p.text)
+        activity = executor.activity(run)
+        if activity is not None and activity.queued:
+            return RecordingState("queued", "0% · waiting for the cluster")
+        return RecordingState("running", with_jobs(p.text, activity))
     if paths.published.exists():
         pub = read_published(paths.published)
         return RecordingState("done", "100%", done_message(base, rec_id, len(pub.files)), pub.link)
     since = _timestamp(run.started_at) if run is not None and run.started_at else 0.0
     err, temporary = first_error(base, rec_id, since) or (None, False)
     if run is not None and run.started_at:
+        if err is None and executor is not None:
+            err = executor.explain_failure(run)
         if err is None:
             workflow_err = _first_error_line(base / run.log) if run.log else None
             err = (f"The workflow could not run: {workflow_err}" if workflow_err else
@@ -144,6 +152,14 @@ def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Ex
     if err:
         return RecordingState("failed", p.text, err, temporary=temporary)
     return RecordingState("incomplete" if p.fraction > 0 else "registered", p.text)
+
+
+def with_jobs(text: str, activity) -> str:
+    """'Converting to LFP (14/24 segments)' -> 'Converting to LFP (14/24 segments, 10 running, 2 waiting)'."""
+    if activity is None or not (activity.running or activity.waiting):
+        return text
+    jobs = ", ".join(f"{n} {what}" for n, what in ((activity.running, "running"), (activity.waiting, "waiting")) if n)
+    return text[:-1] + f", {jobs})" if text.endswith(")") else f"{text} ({jobs})"
 
 
 def _first_error_line(path: Path) -> str | None:

@@ -98,6 +98,12 @@ def channel_map_param(wildcards):
         return "unreadable"  # inspect reports what is wrong with it
 
 
+def grows(amount):
+    """A resource that grows with each attempt: a job that ran out of memory or time on
+    a cluster is tried again (profile: retries) with twice, then three times as much."""
+    return lambda wildcards, attempt: amount * attempt
+
+
 def json_param(value):
     """A configuration value as one compact, stable string (a param, and a CLI option)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -11,6 +11,10 @@ checkpoint inspect:
         channel_map=channel_map_param,
     log:
         LOG["inspect"],
+    resources:
+        # Reads every record header once (a day of 64 channels: ~350 GB at disk speed).
+        mem_mb=grows(1000),
+        runtime=grows(90),
     shell:
         "ephys inspect {params.raw:q} {output:q} --recording-id {wildcards.rec:q} --animal {params.animal:q} "
         "--lfp-rate {params.lfp_rate} --segment-s {params.segment_s} --channel-map {params.channel_map:q} "
@@ -26,7 +30,12 @@ rule convert:
         qc=OUT["lfp_qc"],
     log:
         LOG["convert"],
+    # On a cluster the three stages of one segment run as one job (less queueing).
+    group:
+        "segment"
     resources:
-        mem_mb=1000,
+        # bench/convert.py: ~300 MB whatever the segment's length; an hour in under a minute.
+        mem_mb=grows(1000),
+        runtime=grows(30),
     shell:
         "ephys convert-segment {input:q} {wildcards.k} {output.fif:q} --qc {output.qc:q} > {log:q} 2>&1"

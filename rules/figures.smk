@@ -12,6 +12,11 @@ rule figures:
         run_id=lambda w: registered(w.rec).run_id or "-",
     log:
         LOG["figures"],
+    group:
+        "recording"
+    resources:
+        mem_mb=grows(2000),
+        runtime=grows(30),
     shell:
         "ephys figures {input.info:q} --hypnogram {input.hypnogram:q} --summary {input.summary:q} "
         "--spectrograms {input.spectrograms:q} --overview {output.overview:q} --channel-qc {output.qc:q} "

@@ -5,6 +5,11 @@ rule features:
         OUT["features"],
     log:
         LOG["features"],
+    group:
+        "segment"
+    resources:
+        mem_mb=grows(500),
+        runtime=grows(10),
     shell:
         "ephys features {input:q} {output:q} > {log:q} 2>&1"
 
@@ -23,6 +28,12 @@ rule classify:
         epoch_s=CFG["sleep"]["epoch_s"],
     log:
         LOG["classify"],
+    # Classification and figures of one recording run as one job on a cluster.
+    group:
+        "recording"
+    resources:
+        mem_mb=grows(2000),
+        runtime=grows(30),
     shell:
         "ephys classify {input.info:q} {input.features:q} --epoch-s {params.epoch_s} "
         "--hypnogram {output.hypnogram:q} --probabilities {output.probabilities:q} "

@@ -10,8 +10,11 @@ rule spectrogram:
         fmax=CFG["spectrogram"]["fmax"],
     log:
         LOG["spectrogram"],
+    group:
+        "segment"
     resources:
-        mem_mb=1000,  # regions are averaged in chunks: ~220 MB measured for 30 min of 62 channels
+        mem_mb=grows(1500),  # regions are averaged in chunks: ~220 MB measured for 30 min of 62 channels
+        runtime=grows(15),
     shell:
         "ephys spectrogram {input.info:q} {input.lfp:q} {output:q} --epoch-s {params.epoch_s} "
         "--time-bandwidth {params.time_bandwidth} --fmax {params.fmax} > {log:q} 2>&1"

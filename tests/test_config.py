@@ -68,7 +68,7 @@ def test_every_key_has_a_comment():
     (lambda c: c.update(data_roots=[]), "data_roots must not be empty."),
     (lambda c: c["sheet"].update(spreadsheet_id="abc"),
      "unknown key 'spreadsheet_id' in sheet; allowed keys are: backend, path."),
-    (lambda c: c["executor"].update(backend="slurm"), "executor.backend is 'slurm', but it must be one of: 'local'."),
+    (lambda c: c["executor"].update(backend="pbs"), "executor.backend is 'pbs', but it must be one of: 'local', 'slurm'."),
     (lambda c: c["store"].pop("backend"), "the key store.backend is missing."),
 ])
 def test_a_wrong_value_gets_one_sentence_naming_the_key(mutate, expected):

@@ -38,9 +38,11 @@ class Run:
     created_at: str = ""
     started_at: str = ""
     host: str = ""  # the machine the run was started on (a process id means nothing elsewhere)
+    job_ids: list[str] = field(default_factory=list)  # a cluster's ids of the run's head job
     pid: int | None = None
     pid_started: int | None = None  # the process's start time (clock ticks since boot): tells a reused pid apart
     stop_requested_at: str = ""  # when stop() was first asked for (a second ask past the grace time kills)
+    cancelled_at: str = ""  # `ephys cancel`: the row says cancelled, and nothing restarts it
     acknowledged: bool = False  # the sheet has been told of this run (see Poller)
 
     def to_json(self) -> dict:
@@ -75,6 +77,15 @@ class RunFiles:
             return None
 
 
+@dataclass
+class Activity:
+    """What a cluster says of a run's jobs (for the sheet's progress)."""
+
+    queued: bool  # the run itself waits for a place
+    running: int  # jobs of the run at work
+    waiting: int  # jobs of the run waiting in the queue
+
+
 class Executor(Protocol):
     name: str
 
@@ -90,6 +101,13 @@ class Executor(Protocol):
         """Ask the run and its jobs to stop, without waiting (outputs already complete
         stay); the caller saves the run file and asks `is_running` later. Asked again
         after a grace time, it forces them."""
+
+    def activity(self, run: Run) -> Activity | None:
+        """Queued, running and waiting jobs of a run, where the executor knows them."""
+
+    def explain_failure(self, run: Run) -> str | None:
+        """Why a run ended without publishing, when its jobs left no error of their own
+        (killed for memory or time, a lost node), in words; None if unknown."""
 
 
 def snakemake_command(config: dict, run: Run, *extra: str) -> list[str]:
@@ -113,7 +131,7 @@ def now_iso() -> str:
 
 
 # backend name -> module with `open_executor(config: dict) -> Executor`
-BACKENDS = {"local": "pipeline.executor.local"}
+BACKENDS = {"local": "pipeline.executor.local", "slurm": "pipeline.executor.slurm"}
 
 
 def make_executor(config: dict) -> Executor:

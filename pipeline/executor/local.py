@@ -88,6 +88,12 @@ class LocalExecutor:
             return False
         return True
 
+    def activity(self, run: Run) -> None:
+        return None  # one Snakemake process; its progress is in its outputs
+
+    def explain_failure(self, run: Run) -> None:
+        return None  # a local job's own log says why it stopped
+
     def stop(self, run: Run, *, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM to the run's process group (Snakemake and its jobs); SIGKILL when asked
         again more than `grace_s` after the first ask. Never waits."""
