@@ -53,6 +53,10 @@ def rem_panel(ax, labels, rows) -> None:
     if any(v == v for v in light):
         ax.plot(x, light, marker="s", ls="--", color="#B8A200", label="sleep % of light")
         ax.plot(x, [r["sleep_dark_pct"] for r in rows], marker="s", ls=":", color="#3A3A3A", label="sleep % of dark")
+    for i, r in enumerate(rows):
+        if r["rem_h"] == 0:  # say it, so that 0 % is not taken for a measured share
+            ax.annotate("no REM\nscored", (i, 0), xytext=(0, 10), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=FONT["small"], color=STATE_COLORS["rem"])
     _set_columns(ax, labels)
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
@@ -73,11 +77,11 @@ def bouts_panel(ax, labels, bouts: list[dict[str, np.ndarray]]) -> None:
                     label=state_label(s))
     _set_columns(ax, labels)
     ax.set_yscale("log")
-    values = np.concatenate([b[s] for b in bouts for s in SCORED] + [np.zeros(0)])
-    if len(values):
-        lo, hi = float(values.min()), float(values.max())
-        ax.set_ylim(lo / 1.3, hi * 1.3)
-        duration_axis(ax.yaxis, lo / 1.3, hi * 1.3)
+    quartiles = [q for b in bouts for s in SCORED for q in median_and_quartiles(b[s])[1:] if q == q]
+    if quartiles:  # the axis spans the quartiles, not the rare longest bout
+        lo, hi = min(quartiles) / 1.6, max(quartiles) * 1.6
+        ax.set_ylim(lo, hi)
+        duration_axis(ax.yaxis, lo, hi, min_ratio=1.9)  # labels one above the other
     ax.set_ylabel("bout length")
     ax.set_title("Bout lengths: median and quartiles", loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)

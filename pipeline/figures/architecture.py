@@ -47,7 +47,7 @@ def hourly_panel(ax, data: RecordingData, clock: Clock, schedule: LightSchedule 
 
 
 # Bout-length ticks people read at a glance: seconds, minutes, hours.
-_BOUT_TICKS_S = (4, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
+_BOUT_TICKS_S = (4, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
 
 
 def short_duration(seconds: float) -> str:
@@ -63,12 +63,12 @@ def _tick_label(value, _pos) -> str:
     return short_duration(value).replace(".0 ", " ")
 
 
-def duration_axis(axis, lo: float, hi: float) -> None:
-    """Ticks of a log-scaled duration axis at round durations, far enough apart on the axis
-    that their labels never touch, labelled in s, min or h."""
+def duration_axis(axis, lo: float, hi: float, *, min_ratio: float = 4.5) -> None:
+    """Ticks of a log-scaled duration axis at round durations, at least `min_ratio`-fold
+    apart (so that labels side by side never touch), labelled in s, min or h."""
     ticks: list[float] = []
     for t in _BOUT_TICKS_S:
-        if lo <= t <= hi and (not ticks or t >= 4.5 * ticks[-1]):
+        if lo <= t <= hi and (not ticks or t >= min_ratio * ticks[-1]):
             ticks.append(t)
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(_tick_label))

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -190,9 +191,20 @@ def lfp_rms_panel(ax, data: RecordingData, clock: Clock) -> None:
     ax.set_title("LFP RMS per segment (median of good channels)", loc="left")
 
 
+def colour_key(fig: Figure, ax, norm: Normalize, ticks: dict[float, str], label: str) -> None:
+    """A short horizontal colour bar under a channel map, saying what its colours mean."""
+    box = ax.get_position()
+    cax = fig.add_axes((box.x0, box.y0 - 0.035, box.width * 0.4, 0.012))
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=colormaps[RMS_CMAP]), cax=cax, orientation="horizontal")
+    bar.set_ticks(list(ticks), labels=list(ticks.values()))
+    bar.ax.tick_params(labelsize=FONT["small"], length=2)
+    cax.yaxis.set_label_position("right")
+    cax.set_ylabel(label, rotation=0, ha="left", va="center", fontsize=FONT["small"])
+
+
 def plot_quality(data: RecordingData, prov: Provenance, clock: Clock) -> Figure:
     fig = new_figure()
-    top = fig.add_gridspec(1, 2, wspace=0.04, left=0.09, right=0.985, top=0.9, bottom=0.5)
+    top = fig.add_gridspec(1, 2, wspace=0.04, left=0.09, right=0.985, top=0.9, bottom=0.52)
     medians, norm = _region_rms_norm(data)
 
     def rms_ratio(c: ChannelInfo):
@@ -201,15 +213,19 @@ def plot_quality(data: RecordingData, prov: Provenance, clock: Clock) -> Figure:
             return None
         return math.log10(max(c.qc.rms_uv, 1e-9) / medians[group])
 
-    channel_map_panel(fig.add_subplot(top[0, 0]), data, value=rms_ratio, norm=norm,
+    rms_ax = fig.add_subplot(top[0, 0])
+    channel_map_panel(rms_ax, data, value=rms_ratio, norm=norm,
                       text=lambda c: f"{c.qc.rms_uv:.0f} µV" if c.qc else "ignored",
                       title="RMS per channel as mapped; flagged ones outlined")
+    colour_key(fig, rms_ax, norm, {-1.0: "÷10", 0.0: "1", 0.7: "×5"}, "× the region's median RMS")
     noise_norm = Normalize(vmin=0, vmax=30, clip=True)
-    channel_map_panel(fig.add_subplot(top[0, 1]), data,
+    noise_ax = fig.add_subplot(top[0, 1])
+    channel_map_panel(noise_ax, data,
                       value=lambda c: 10 * math.log10(max(c.qc.line_noise_ratio, 1e-9)) if c.qc else None,
                       norm=noise_norm,
                       text=lambda c: f"{10 * math.log10(max(c.qc.line_noise_ratio, 1e-9)):.0f} dB" if c.qc else "ignored",
                       title="Line noise per channel (50/60 Hz over 40-80 Hz)", show_flags=False)
+    colour_key(fig, noise_ax, noise_norm, {0: "0", 10: "10", 20: "20", 30: "30 dB"}, "over the 40-80 Hz floor")
     bottom = fig.add_gridspec(2, 2, width_ratios=[1, 1.25], height_ratios=[0.3, 1], wspace=0.22, hspace=0.9,
                               left=0.09, right=0.86, top=0.42, bottom=0.09)
     spectra_panel(fig.add_subplot(bottom[:, 0]), data)
