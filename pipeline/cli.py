@@ -362,6 +362,7 @@ def cmd_demo(args) -> int:
     if folder.is_dir():  # a store on this machine: where to click
         print(f"  figures: {folder / 'overview.png'}")
         print(f"  report:  {folder / 'report.pdf'}")
+        print(f"  animal:  {folder.parent / Path(layout.ANIMAL_OUTPUTS['animal_summary_png']).name}")
     return 0
 
 

@@ -152,8 +152,10 @@ def totals_panel(ax, data: RecordingData, clock: Clock, schedule: LightSchedule 
     widths = [0.22, 0.1, 0.15, *([0.11, 0.11] if light else []), 0.1, 0.15]
     table_panel(ax, header, rows, widths, row_colours=colours, bbox=(0, 0.14, 1, 0.86))
     recorded = duration_words(len(data.hypnogram) * data.hypnogram.epoch_s)
-    ax.text(0, 0.02, f"REM is {_pct(totals['sleep']['rem_of_sleep'])} % of sleep. Scored: {recorded} "
-            f"in {data.hypnogram.epoch_s:g}-s epochs.", transform=ax.transAxes, fontsize=FONT["small"])
+    rem = totals["sleep"]["rem_of_sleep"]
+    share = "No sleep was scored." if rem != rem else f"REM is {_pct(rem)} % of sleep."
+    ax.text(0, 0.02, f"{share} Scored: {recorded} in {data.hypnogram.epoch_s:g}-s epochs.", transform=ax.transAxes,
+            fontsize=FONT["small"])
     ax.axis("off")
     ax.set_title("Totals", loc="left")
 
