@@ -73,7 +73,7 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     folder = project / "published" / ANIMAL
-    for name in ("overview", "architecture", "quality"):
+    for name in ("overview", "architecture", "channel_qc"):
         shrink(folder / "day1" / f"{name}.png", OUT / f"{name}.png")
     shrink(folder / "animal_summary.png", OUT / "animal_summary.png")
     if shutil.which("pdftoppm"):

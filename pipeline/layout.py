@@ -23,14 +23,14 @@ OUTPUTS = {
     "summary": "results/{rec}/sleep/summary.json",
     "overview": "results/{rec}/figures/overview.png",
     "architecture": "results/{rec}/figures/architecture.png",
-    "quality": "results/{rec}/figures/quality.png",
+    "channel_qc": "results/{rec}/figures/channel_qc.png",  # quality control, channels and all
     "report": "results/{rec}/figures/report.pdf",
     "provenance": "results/{rec}/provenance.json",
     "published": "results/{rec}/published.json",
 }
 
 # What the figures stage writes (one job: `ephys figures`).
-FIGURE_OUTPUTS = ("overview", "architecture", "quality", "report", "provenance")
+FIGURE_OUTPUTS = ("overview", "architecture", "channel_qc", "report", "provenance")
 
 # One log per job; the first line starting with "ERROR: " says why a job failed.
 LOGS = {
@@ -44,7 +44,7 @@ LOGS = {
 }
 
 # The files the PI gets, in the results store.
-PUBLISHED = ("overview", "architecture", "quality", "report", "hypnogram", "provenance")
+PUBLISHED = ("overview", "architecture", "channel_qc", "report", "hypnogram", "provenance")
 
 # What spans an animal's recordings: remade whenever one of them is published, and
 # published into the animal's folder of the store. Recording ids cannot start with "_",

@@ -18,7 +18,7 @@ rule figures:
     shell:
         "ephys figures {input.info:q} --hypnogram {input.hypnogram:q} --summary {input.summary:q} "
         "--spectrograms {input.spectrograms:q} --lfp-qc {input.lfp_qc:q} "
-        "--overview {output.overview:q} --architecture {output.architecture:q} --quality {output.quality:q} "
+        "--overview {output.overview:q} --architecture {output.architecture:q} --channel-qc {output.channel_qc:q} "
         "--report {output.report:q} --provenance {output.provenance:q} "
         "--lights-on {params.lights_on} --lights-off {params.lights_off} --hours-per-page {params.hours_per_page} "
         "--analysis-settings {params.analysis:q} --run-id {params.run_id:q} > {log:q} 2>&1"

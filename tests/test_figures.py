@@ -233,7 +233,7 @@ def test_ephys_figures_writes_every_output_with_its_provenance(project, outputs)
 
     from PIL import Image
 
-    for name in ("overview", "architecture", "quality"):
+    for name in ("overview", "architecture", "channel_qc"):
         png = out / f"{name}.png"
         assert 30_000 < png.stat().st_size < 3_000_000, f"{png.name}: {png.stat().st_size} bytes"
         with Image.open(png) as im:

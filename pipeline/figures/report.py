@@ -1,5 +1,5 @@
 """The figures stage: a recording's stage outputs -> overview, sleep architecture and
-quality PNGs, one PDF report, and provenance.json.
+quality-control (channel_qc) PNGs, one PDF report, and provenance.json.
 
 Every output carries its provenance (pipeline version, configuration hash, sleep model
 version, run): visibly at the foot of every page, in the PNG and PDF metadata, and in
@@ -27,8 +27,8 @@ from pipeline.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
-PNG_OUTPUTS = ("overview", "architecture", "quality")  # of layout.FIGURE_OUTPUTS
-TITLES = {"overview": "overview", "architecture": "sleep architecture", "quality": "quality control"}
+PNG_OUTPUTS = ("overview", "architecture", "channel_qc")  # of layout.FIGURE_OUTPUTS
+TITLES = {"overview": "overview", "architecture": "sleep architecture", "channel_qc": "quality control"}
 
 
 def model_version_of(summary: dict) -> str:
@@ -142,7 +142,7 @@ def _figures(data: RecordingData, prov: Provenance, clock: Clock, schedule: Ligh
         yield f"overview-{i}", plot_overview(data, prov, clock, schedule, window=window,
                                              page=f"{clock.label(a)}-{clock.label(b)} ({i + 1}/{len(windows)})")
     yield "architecture", plot_architecture(data, prov, clock, schedule)
-    yield "quality", plot_quality(data, prov, clock)
+    yield "channel_qc", plot_quality(data, prov, clock)
 
 
 def _page(pdf: PdfPages, fig: Figure) -> None:
