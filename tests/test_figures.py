@@ -299,6 +299,19 @@ def test_light_schedules_give_light_and_dark_periods_on_the_clock():
     assert clock.x(3600 * 2) == pytest.approx(24.5) and clock.label(24.5, with_date=True) == "00:30\n06 Jan"
 
 
+def test_overview_pages_start_on_whole_clock_hours_and_each_holds_epochs():
+    from pipeline.figures.overview import overview_windows
+
+    clock = Clock(datetime(2026, 1, 5, 17, 30, tzinfo=timezone.utc))
+    onsets = np.arange(0, 7200, 4.0)  # two hours of 4-s epochs
+    assert overview_windows(onsets, 4.0, clock, 0) == []
+    assert overview_windows(onsets, 4.0, clock, 1) == [(0.0, 1800.0), (1800.0, 5400.0), (5400.0, 7200.0)]
+    # Pages end with the last scored epoch; a sliver of a page joins the page before it.
+    assert overview_windows(onsets[onsets < 5402], 4.0, clock, 1) == [(0.0, 1800.0), (1800.0, 5404.0)]
+    late = Clock(datetime(2026, 1, 5, 17, 58, tzinfo=timezone.utc))
+    assert overview_windows(onsets, 4.0, late, 1) == [(0.0, 3720.0), (3720.0, 7200.0)]
+
+
 # -- sleep architecture in numbers -------------------------------------------------------
 def test_bouts_transitions_and_time_per_hour_of_a_known_hypnogram():
     from pipeline.figures.sleep_stats import bout_lengths, state_totals, time_per_bin, transition_counts

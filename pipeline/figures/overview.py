@@ -140,11 +140,21 @@ def _subtitle(data: RecordingData, clock: Clock) -> str:
             f"  ·  {duration_words(data.duration_s)}")
 
 
-def overview_windows(duration_s: float, clock: Clock, hours_per_page: float) -> list[tuple[float, float]]:
-    """Pages of `hours_per_page` hours on whole clock hours; [] when 0 (the whole recording only)."""
-    if not hours_per_page or hours_per_page <= 0:
+def overview_windows(onsets_s: np.ndarray, epoch_s: float, clock: Clock,
+                     hours_per_page: float) -> list[tuple[float, float]]:
+    """Pages of `hours_per_page` hours on whole clock hours, each holding at least one epoch
+    (of those starting at `onsets_s`); [] when 0 (the whole recording only)."""
+    if not hours_per_page or hours_per_page <= 0 or not len(onsets_s):
         return []
+    end = float(onsets_s[-1] + epoch_s)
     step = hours_per_page * 3600.0
     first_edge = (np.floor(clock.x0 / hours_per_page) * hours_per_page - clock.x0) * 3600.0
-    edges = np.arange(first_edge, duration_s, step)
-    return [(max(0.0, a), min(duration_s, a + step)) for a in edges if min(duration_s, a + step) > max(0.0, a)]
+    edges = np.round(np.arange(first_edge, end, step), 3)  # whole clock hours, to the millisecond
+    windows = [(max(0.0, float(a)), min(end, float(a + step))) for a in edges]
+    windows = [(a, b) for a, b in windows if np.any((onsets_s >= a - 1e-6) & (onsets_s < b - 1e-6))]
+    # A sliver of a page at either end (a recording starting at 17:58) joins its neighbour.
+    if len(windows) > 1 and windows[0][1] - windows[0][0] < 0.25 * step:
+        windows[:2] = [(windows[0][0], windows[1][1])]
+    if len(windows) > 1 and windows[-1][1] - windows[-1][0] < 0.25 * step:
+        windows[-2:] = [(windows[-2][0], windows[-1][1])]
+    return windows

@@ -117,7 +117,7 @@ def make_figures(info: RecordingInfo, spectrogram_paths: list[str | Path], hypno
                            model_version=model_version_of(data.summary), run_id=run_id,
                            inspected_by=info.pipeline_version)
     clock = Clock(info.start_datetime)
-    windows = overview_windows(data.duration_s, clock, hours_per_page)
+    windows = overview_windows(data.spectra.onsets_s, data.spectra.epoch_s, clock, hours_per_page)
     pages = (["summary", "overview"] + [f"overview {i + 1}/{len(windows)}" for i in range(len(windows))]
              + ["sleep architecture", "quality control"])
     written = []
