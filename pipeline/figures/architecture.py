@@ -132,7 +132,11 @@ def _minutes(seconds: float) -> str:
     return "–" if seconds != seconds else f"{seconds / 60:.1f}"
 
 
-def _hours_minutes(seconds: float) -> str:
+def _clock_duration(seconds: float, *, short: bool) -> str:
+    """h:mm, or m:ss for a recording under an hour (where minutes would round REM away)."""
+    if short:
+        whole = int(round(seconds))
+        return f"{whole // 60}:{whole % 60:02d}"
     minutes = int(round(seconds / 60))
     return f"{minutes // 60}:{minutes % 60:02d}"
 
@@ -140,13 +144,14 @@ def _hours_minutes(seconds: float) -> str:
 def totals_panel(ax, data: RecordingData, clock: Clock, schedule: LightSchedule | None) -> None:
     totals = state_totals(data.hypnogram, clock, schedule)
     light = schedule is not None
-    header = ["", "h:mm", "% of\nrecording", *(["% of\nlight", "% of\ndark"] if light else []), "bouts",
+    short = len(data.hypnogram) * data.hypnogram.epoch_s < 3600
+    header = ["", "m:ss" if short else "h:mm", "% of\nrecording", *(["% of\nlight", "% of\ndark"] if light else []), "bouts",
               "median\nbout, min"]
     colours, rows = [], []
     for s in (*STATES, "sleep"):
         t = totals[s]
         colours.append(STATE_COLORS[s] + "66" if s in STATE_COLORS else "white")
-        rows.append([state_label(s) if s != "sleep" else "Sleep (all)", _hours_minutes(t["seconds"]),
+        rows.append([state_label(s) if s != "sleep" else "Sleep (all)", _clock_duration(t["seconds"], short=short),
                      _pct(t["fraction"]), *([_pct(t["light_fraction"]), _pct(t["dark_fraction"])] if light else []),
                      str(t["bouts"]) if "bouts" in t else "", _minutes(t["median_bout_s"]) if "bouts" in t else ""])
     widths = [0.22, 0.1, 0.15, *([0.11, 0.11] if light else []), 0.1, 0.15]
