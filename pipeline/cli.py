@@ -27,7 +27,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "mne"):
+    for noisy in ("matplotlib", "PIL", "mne", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -170,6 +170,14 @@ def _outputs(args, names: list[str]) -> dict[str, Path]:
     return out
 
 
+def _model(args) -> str:
+    """The sleep model version: --model (what the workflow passes), else what sleep.model selects."""
+    from pipeline.sleep.staging import model_version
+
+    model = getattr(args, "model", None)  # `ephys figures` has no --model: the configured one
+    return model_version(model if model is not None else _config(args)["sleep"]["model"])
+
+
 def cmd_classify(args) -> int:
     from pipeline.io.recording_info import RecordingInfo
     from pipeline.sleep.staging import classify
@@ -177,18 +185,49 @@ def cmd_classify(args) -> int:
     info = RecordingInfo.load(args.recording_json)
     outputs = _outputs(args, ["hypnogram", "probabilities", "annotations", "summary"])
     summary = classify(args.features, outputs, epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
-                       meas_date=info.start_datetime)
+                       meas_date=info.start_datetime, model=_model(args))
     print(json.dumps(summary["fractions"]))
     return 0
 
 
+def _hour_or_none(text: str | float | None) -> float | None:
+    if text is None or str(text).strip().lower() in ("none", "null", ""):
+        return None
+    return float(text)
+
+
+def _analysis_settings(args, info) -> dict:
+    """The configuration values that made the figures' inputs: --analysis-settings (the
+    workflow passes exactly its rules' params), else the configuration's."""
+    from pipeline.errors import ConfigError
+    from pipeline.provenance import ANALYSIS_STAGES, stage_settings
+
+    if args.analysis_settings is not None:
+        try:
+            settings = json.loads(args.analysis_settings)
+            if not isinstance(settings, dict) or set(settings) != set(ANALYSIS_STAGES):
+                raise ValueError(f"it must map {', '.join(ANALYSIS_STAGES)} to their values")
+        except ValueError as e:
+            raise ConfigError(f"--analysis-settings is not usable ({e}).") from None
+        return settings
+    all_settings = stage_settings(_config(args), model_version=_model(args), channel_map=info.channel_map or None)
+    return {stage: all_settings[stage] for stage in ANALYSIS_STAGES}
+
+
 def cmd_figures(args) -> int:
+    from pipeline.figures.clock import light_schedule
     from pipeline.figures.report import make_figures
     from pipeline.io.recording_info import RecordingInfo
 
     info = RecordingInfo.load(args.recording_json)
-    outputs = _outputs(args, ["overview", "channel_qc", "report"])
-    make_figures(info, args.spectrograms, args.hypnogram, args.summary, outputs, run_id=args.run_id)
+    outputs = _outputs(args, list(layout.FIGURE_OUTPUTS))
+    own = {"lights_on": _hour_or_none(_option_or_config(args, "lights_on", "figures", "lights_on")),
+           "lights_off": _hour_or_none(_option_or_config(args, "lights_off", "figures", "lights_off")),
+           "hours_per_page": float(_option_or_config(args, "hours_per_page", "figures", "hours_per_page"))}
+    make_figures(info, args.spectrograms, args.hypnogram, args.summary, outputs,
+                 settings={**_analysis_settings(args, info), "figures": own},
+                 schedule=light_schedule(own["lights_on"], own["lights_off"]), hours_per_page=own["hours_per_page"],
+                 lfp_qc=args.lfp_qc, run_id=args.run_id)
     return 0
 
 
@@ -364,6 +403,7 @@ def cmd_demo(args) -> int:
     if folder.is_dir():  # a store on this machine: where to click
         print(f"  figures: {folder / 'overview.png'}")
         print(f"  report:  {folder / 'report.pdf'}")
+        print(f"  animal:  {folder.parent / Path(layout.ANIMAL_OUTPUTS['animal_summary_png']).name}")
     return 0
 
 
@@ -430,20 +470,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recording_json")
     s.add_argument("features", nargs="+")
     s.add_argument("--epoch-s", type=float, help="epoch length in s (default: sleep.epoch_s)")
+    s.add_argument("--model", help="the sleep model version to score with (default: the one sleep.model selects)")
     for name in ("hypnogram", "probabilities", "annotations", "summary"):
         s.add_argument(f"--{name}", help=f"where to write the {name} ({Path(layout.OUTPUTS[name]).name})")
     s.add_argument("--out-dir", help="write all four under their usual names in this folder")
     s.set_defaults(func=cmd_classify)
 
-    s = sub.add_parser("figures", help="draw the figures and the PDF report")
+    s = sub.add_parser("figures", help="draw the figures, the PDF report and provenance.json")
     s.add_argument("recording_json")
     s.add_argument("--hypnogram", required=True)
     s.add_argument("--summary", required=True)
     s.add_argument("--spectrograms", nargs="+", required=True)
-    for name in ("overview", "channel_qc", "report"):
+    s.add_argument("--lfp-qc", nargs="*", default=[], metavar="SEG_JSON",
+                   help="the segments' QC sidecars (lfp/seg*.json), for the LFP RMS across the recording")
+    for name in layout.FIGURE_OUTPUTS:
         s.add_argument(f"--{name.replace('_', '-')}", dest=name,
                        help=f"where to write {Path(layout.OUTPUTS[name]).name}")
-    s.add_argument("--out-dir", help="write all three under their usual names in this folder")
+    s.add_argument("--out-dir", help="write all of them under their usual names in this folder")
+    s.add_argument("--lights-on", help="hour of the day the lights go on, or none (default: figures.lights_on)")
+    s.add_argument("--lights-off", help="hour of the day the lights go off, or none (default: figures.lights_off)")
+    s.add_argument("--hours-per-page", type=float,
+                   help="extra overview pages of this many hours; 0: none (default: figures.hours_per_page)")
+    s.add_argument("--analysis-settings", metavar="JSON",
+                   help="the configuration values of inspect, spectrogram and classify that made the inputs, "
+                        "recorded in the provenance (default: the configuration's)")
     s.add_argument("--run-id")
     s.set_defaults(func=cmd_figures)
 

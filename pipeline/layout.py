@@ -22,10 +22,15 @@ OUTPUTS = {
     "annotations": "results/{rec}/sleep/hypnogram-annot.fif",
     "summary": "results/{rec}/sleep/summary.json",
     "overview": "results/{rec}/figures/overview.png",
-    "channel_qc": "results/{rec}/figures/channel_qc.png",
+    "architecture": "results/{rec}/figures/architecture.png",
+    "channel_qc": "results/{rec}/figures/channel_qc.png",  # quality control, channels and all
     "report": "results/{rec}/figures/report.pdf",
+    "provenance": "results/{rec}/provenance.json",
     "published": "results/{rec}/published.json",
 }
+
+# What the figures stage writes (one job: `ephys figures`).
+FIGURE_OUTPUTS = ("overview", "architecture", "channel_qc", "report", "provenance")
 
 # One log per job; the first line starting with "ERROR: " says why a job failed.
 LOGS = {
@@ -39,8 +44,16 @@ LOGS = {
 }
 
 # The files the PI gets, in the results store.
-PUBLISHED = ("overview", "channel_qc", "report", "hypnogram")
+PUBLISHED = ("overview", "architecture", "channel_qc", "report", "hypnogram", "provenance")
 
+# What spans an animal's recordings: remade whenever one of them is published, and
+# published into the animal's folder of the store. Recording ids cannot start with "_",
+# so this folder never meets a recording's.
+ANIMAL_OUTPUTS = {
+    "animal_summary_png": "results/_animals/{animal}/animal_summary.png",
+    "animal_summary_csv": "results/_animals/{animal}/animal_summary.csv",
+}
+ANIMAL_LOCK = "results/_animals/{animal}/.lock"
 STATE_DIR = "state"
 REGISTRY = "state/recordings.tsv"
 RUNS_DIR = "state/runs"
@@ -75,6 +88,11 @@ class RecordingPaths:
         if name in OUTPUTS and "{k}" not in OUTPUTS[name]:
             return self.output(name)
         raise AttributeError(name)
+
+
+def animal_output(name: str, animal: str, base: str | Path = ".") -> Path:
+    """An output of an animal's summary (ANIMAL_OUTPUTS) under the project folder `base`."""
+    return Path(base) / ANIMAL_OUTPUTS[name].format(animal=animal)
 
 
 def output_in(folder: str | Path, name: str, k: int | None = None) -> Path:

@@ -11,6 +11,8 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.io.registry import Registry
+from pipeline.provenance import ANALYSIS_STAGES, stage_settings
+from pipeline.sleep.staging import model_version
 
 # The configuration is the one file given with --configfile (else ./config.yaml), read
 # and checked by the pipeline itself: nothing else is merged into it.
@@ -39,6 +41,12 @@ os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.
 OUT = layout.OUTPUTS
 LOG = layout.LOGS
 RECORDINGS = Registry(Path(CFG["base_dir"]) / layout.STATE_DIR).read()
+try:
+    # The configuration values of each stage, by stage: the rules' params are taken from
+    # here, and the figures record all of them (and their hash) as the provenance.
+    SETTINGS = stage_settings(CFG, model_version=model_version(CFG["sleep"]["model"]))
+except ConfigError as e:
+    sys.exit(f"ERROR: {e}\n")
 
 
 wildcard_constraints:
@@ -107,3 +115,14 @@ def grows(amount):
 def json_param(value):
     """A configuration value as one compact, stable string (a param, and a CLI option)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def analysis_settings(wildcards):
+    """The values every analysis stage of a recording was given, as one JSON param of the
+    figures (its provenance): a changed value re-runs the figures anyway, through their inputs."""
+    settings = {stage: SETTINGS[stage] for stage in ANALYSIS_STAGES}
+    own_map = channel_map_param(wildcards)
+    if own_map != "unreadable":
+        settings["inspect"] = stage_settings(CFG, model_version=SETTINGS["classify"]["model"],
+                                             channel_map=json.loads(own_map))["inspect"]
+    return json_param(settings)

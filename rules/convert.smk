@@ -6,8 +6,8 @@ checkpoint inspect:
     params:
         raw=lambda w: registered(w.rec).raw_path,
         animal=lambda w: registered(w.rec).animal,
-        lfp_rate=CFG["lfp"]["rate"],
-        segment_s=CFG["lfp"]["segment_s"],
+        lfp_rate=SETTINGS["inspect"]["lfp_rate"],
+        segment_s=SETTINGS["inspect"]["segment_s"],
         channel_map=channel_map_param,
     log:
         LOG["inspect"],

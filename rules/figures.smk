@@ -4,12 +4,15 @@ rule figures:
         hypnogram=OUT["hypnogram"],
         summary=OUT["summary"],
         spectrograms=segment_outputs("spectrogram"),
+        lfp_qc=segment_outputs("lfp_qc"),
     output:
-        overview=OUT["overview"],
-        qc=OUT["channel_qc"],
-        report=OUT["report"],
+        **{name: OUT[name] for name in layout.FIGURE_OUTPUTS},
     params:
         run_id=lambda w: registered(w.rec).run_id or "-",
+        lights_on=json_param(SETTINGS["figures"]["lights_on"]),
+        lights_off=json_param(SETTINGS["figures"]["lights_off"]),
+        hours_per_page=SETTINGS["figures"]["hours_per_page"],
+        analysis=analysis_settings,
     log:
         LOG["figures"],
     group:
@@ -19,5 +22,8 @@ rule figures:
         runtime=grows(30),
     shell:
         "ephys figures {input.info:q} --hypnogram {input.hypnogram:q} --summary {input.summary:q} "
-        "--spectrograms {input.spectrograms:q} --overview {output.overview:q} --channel-qc {output.qc:q} "
-        "--report {output.report:q} --run-id {params.run_id:q} > {log:q} 2>&1"
+        "--spectrograms {input.spectrograms:q} --lfp-qc {input.lfp_qc:q} "
+        "--overview {output.overview:q} --architecture {output.architecture:q} --channel-qc {output.channel_qc:q} "
+        "--report {output.report:q} --provenance {output.provenance:q} "
+        "--lights-on {params.lights_on} --lights-off {params.lights_off} --hours-per-page {params.hours_per_page} "
+        "--analysis-settings {params.analysis:q} --run-id {params.run_id:q} > {log:q} 2>&1"

@@ -25,7 +25,10 @@ rule classify:
         annotations=OUT["annotations"],
         summary=OUT["summary"],
     params:
-        epoch_s=CFG["sleep"]["epoch_s"],
+        epoch_s=SETTINGS["classify"]["epoch_s"],
+        # The model's version, not only its name: a new version of the scorer scores
+        # every recording again.
+        model=SETTINGS["classify"]["model"],
     log:
         LOG["classify"],
     # Classification and figures of one recording run as one job on a cluster.
@@ -35,6 +38,6 @@ rule classify:
         mem_mb=grows(2000),
         runtime=grows(30),
     shell:
-        "ephys classify {input.info:q} {input.features:q} --epoch-s {params.epoch_s} "
+        "ephys classify {input.info:q} {input.features:q} --epoch-s {params.epoch_s} --model {params.model:q} "
         "--hypnogram {output.hypnogram:q} --probabilities {output.probabilities:q} "
         "--annotations {output.annotations:q} --summary {output.summary:q} > {log:q} 2>&1"

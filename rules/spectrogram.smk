@@ -5,9 +5,9 @@ rule spectrogram:
     output:
         OUT["spectrogram"],
     params:
-        epoch_s=CFG["sleep"]["epoch_s"],
-        time_bandwidth=CFG["spectrogram"]["time_bandwidth"],
-        fmax=CFG["spectrogram"]["fmax"],
+        epoch_s=SETTINGS["spectrogram"]["epoch_s"],
+        time_bandwidth=SETTINGS["spectrogram"]["time_bandwidth"],
+        fmax=SETTINGS["spectrogram"]["fmax"],
     log:
         LOG["spectrogram"],
     group:

@@ -76,7 +76,7 @@ def run_recording(config: dict, rec_id: str, scenario: dict) -> None:
     write_json_atomic(paths.summary, {"fractions": {"wake": 0.5, "nrem": 0.4, "rem": 0.1, "unclassified": 0.0}})
     write_text_atomic(paths.hypnogram, "onset_s\tduration_s\tstate\tconfidence\n")
     _stage(paths, scenario, "figures")
-    for name in ("overview", "channel_qc", "report"):
+    for name in layout.FIGURE_OUTPUTS:
         write_text_atomic(paths.output(name), f"{name} of {rec_id}\n")
     _stage(paths, scenario, "publish")
     animal = Registry(base / layout.STATE_DIR).read()[rec_id].animal

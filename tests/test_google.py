@@ -14,7 +14,9 @@ import requests
 from conftest import REAL_DATA, SHEET_COLUMNS
 from fake_google import FakeGoogle
 from fake_workflow import FakeWorkflowExecutor
+from pipeline import layout
 from pipeline.config import load_config
+from pipeline.layout import RecordingPaths
 from pipeline.errors import BackendUnavailable, ConfigError
 from pipeline.poller import Poller
 from pipeline.store import make_store
@@ -276,10 +278,11 @@ def test_faults_at_every_step_are_retried_and_nothing_is_lost_or_doubled(project
     assert row["status"] == "done", row["message"]
     assert len(list((project.dir / "state" / "runs").glob("*.json"))) == 1, "nothing started twice"
     folder = fake.children(fake.children(fake.children(google.folder)["m1"]["id"])["rec1"]["id"])
-    assert sorted(folder) == ["channel_qc.png", "hypnogram.tsv", "overview.png", "report.pdf"]
+    paths = RecordingPaths("rec1", project.dir)
+    local = {paths.output(name).name: paths.output(name) for name in layout.PUBLISHED}
+    assert sorted(folder) == sorted(local)
     for name, f in folder.items():  # the upload cut mid-way arrived whole
-        assert f["content"] == (project.dir / "results" / "rec1" / "figures" / name).read_bytes() \
-            if name != "hypnogram.tsv" else f["content"], name
+        assert f["content"] == local[name].read_bytes(), name
 
 
 def test_google_unreachable_past_the_bound_costs_one_poll(project, google):
@@ -447,12 +450,13 @@ def test_a_row_in_the_google_sheet_to_figures_in_the_drive_folder(project, googl
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = google.by_id()["rec1"]
     assert row["status"] == "done" and row["notes"] == "a day of m1", row
-    assert row["message"].startswith("Finished: 4 files published")
+    assert row["message"].startswith(f"Finished: {len(layout.PUBLISHED)} files published")
     fake = google.fake
     animal = fake.children(google.folder)["m1"]
     folder = fake.children(animal["id"])["rec1"]
     published = fake.children(folder["id"])
-    assert sorted(published) == ["channel_qc.png", "hypnogram.tsv", "overview.png", "report.pdf"]
+    assert sorted(published) == sorted(RecordingPaths("rec1").output(name).name for name in layout.PUBLISHED)
+    assert {"animal_summary.png", "animal_summary.csv"} <= set(fake.children(animal["id"])), "the animal's summary"
     assert published["overview.png"]["content"][:8] == b"\x89PNG\r\n\x1a\n"
     assert published["report.pdf"]["content"][:4] == b"%PDF"
     link = [f for f in fake.formulas(google.sid).values() if f.startswith("=HYPERLINK")]

@@ -18,7 +18,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "pipeline"
 # The package from the bottom up: a module may import from its own level and below,
 # never from above (`pipeline` itself, which holds only the version, is below all).
 LEVELS = [
-    ("foundation", ["pipeline.errors", "pipeline.layout", "pipeline.channels"]),
+    ("foundation", ["pipeline.errors", "pipeline.layout", "pipeline.channels", "pipeline.provenance"]),
     ("readers and writers of files", ["pipeline.io"]),
     ("mathematics", ["pipeline.dsp", "pipeline.sleep.hmm"]),
     ("configuration", ["pipeline.config"]),

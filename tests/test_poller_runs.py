@@ -93,7 +93,7 @@ def test_a_poll_returns_at_once_and_the_next_poll_starts_a_row_added_meanwhile(p
     assert [r["recording_id"] for r in project.read_sheet()] == ["rec2", "rec1"]
     for rec in ("rec1", "rec2"):
         assert final[rec]["status"] == "done", final[rec]
-        assert final[rec]["message"].startswith("Finished: 4 files published")
+        assert final[rec]["message"].startswith("Finished: 6 files published")
     assert final["rec1"]["notes"] == "first"
 
 
@@ -199,7 +199,8 @@ def test_rerun_replaces_published_files_without_duplicates(project, setup):
     assert first["status"] == "done"
     folder = project.dir / "published" / "m1" / "rec1"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["channel_qc.png", "hypnogram.tsv", "overview.png", "report.pdf"]
+    assert names == ["architecture.png", "channel_qc.png", "hypnogram.tsv", "overview.png", "provenance.json",
+                     "report.pdf"]
     project.edit_row(0, rerun="yes")
     settle(make_poller)
     second = project.read_sheet()[0]

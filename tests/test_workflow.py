@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+from conftest import REPO
+from pipeline import layout
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +37,9 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     run = project.snakemake("--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     assert (project.dir / "published" / "m1" / "rec1" / "overview.png").exists()
+    for name in layout.PUBLISHED:  # what the PI gets, and the animal's summary beside it
+        assert (project.dir / "published" / "m1" / "rec1" / Path(layout.OUTPUTS[name]).name).exists(), name
+    assert (project.dir / "published" / "m1" / "animal_summary.png").exists()
     for log in ("inspect.log", "classify.log", "figures.log", "publish.log", "convert/seg2.log"):
         assert (project.dir / "logs" / "rec1" / log).exists(), log
     again = project.snakemake("-n", "--cores", "1")
@@ -47,6 +56,24 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     # The raw folder's own channel map is an input of inspect: editing it inspects again.
     project.set_config(lfp={"rate": 1000})
     assert "Nothing to be done" in project.snakemake("-n", "--cores", "1").stdout
+    # A figure setting re-draws and re-publishes; a new sleep model (as when the scorer's
+    # code changes and its version is bumped) scores again; the epoch length is a sleep
+    # parameter the spectrograms use too.
+    project.set_config(figures={"lights_on": 8})
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"figures": 1, "publish": 1, "all": 1}, dry.stdout
+    project.set_config(figures={"lights_on": 7})
+    new_model = subprocess.run(
+        [sys.executable, "-c", "import sys, pipeline.sleep.staging as s; s.MODEL_VERSION = 'label-free-99'; "
+         "from snakemake.cli import main; sys.argv[0] = 'snakemake'; main()",
+         "--snakefile", str(REPO / "Snakefile"), "-n", "--cores", "1"],
+        cwd=project.dir, capture_output=True, text=True, timeout=300)
+    assert planned_rules(new_model.stdout) == {"classify": 1, "figures": 1, "publish": 1, "all": 1}, new_model.stdout
+    project.set_config(sleep={"epoch_s": 5})
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"spectrogram": 3, "features": 3, "classify": 1, "figures": 1, "publish": 1,
+                                         "all": 1}, dry.stdout
+    project.set_config(sleep={"epoch_s": 4})
     cmap = raw / "channel_map.yaml"
     cmap.write_text(cmap.read_text() + "# checked again by the lab\n")
     dry = project.snakemake("-n", "--cores", "1")

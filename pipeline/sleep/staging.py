@@ -27,6 +27,18 @@ from pipeline.sleep.hmm import STATES, smooth
 log = logging.getLogger(__name__)
 
 UNCLASSIFIED = "unclassified"
+# The version of the label-free scorer. Bump it whenever scoring changes: it is a param of
+# the classify rule, so Snakemake then scores every recording again (and draws and
+# publishes it again), and every figure and provenance.json name it.
+MODEL_VERSION = "label-free-1"
+
+
+def model_version(model: str | None) -> str:
+    """The version of the sleep model `sleep.model` selects (null: the label-free scorer)."""
+    if model is None or model == MODEL_VERSION:
+        return MODEL_VERSION
+    raise ConfigError(f"sleep model {model!r} is not available: this pipeline scores with {MODEL_VERSION} only "
+                      "(sleep.model: null); trained models are not available yet.")
 
 
 def _first(feats: dict, names: list[str]) -> tuple[str, np.ndarray] | None:
@@ -188,11 +200,13 @@ def bouts(names: list[str], onsets: np.ndarray, epoch_s: float) -> list[tuple[fl
 
 
 def classify(feature_tables: list[str | Path], outputs: dict[str, str | Path], *, epoch_s: float,
-             meas_date=None) -> dict:
-    """Score a whole recording; write the `outputs`: hypnogram (TSV), probabilities (TSV),
+             meas_date=None, model: str | None = None) -> dict:
+    """Score a whole recording with the sleep model `model` (a version, or None for the
+    label-free scorer); write the `outputs`: hypnogram (TSV), probabilities (TSV),
     annotations (MNE -annot.fif) and summary (JSON). Returns the summary."""
     import mne
 
+    version = model_version(model)
     onsets, valid, feats = read_feature_tables(feature_tables)
     states, probs, details = score_label_free(feats, valid, epoch_s)
     names = state_names(states)
@@ -217,6 +231,7 @@ def classify(feature_tables: list[str | Path], outputs: dict[str, str | Path], *
     n = len(names)
     summary = {
         **details,
+        "model_version": version,
         "epoch_s": epoch_s,
         "n_epochs": n,
         "fractions": {s: names.count(s) / n for s in (*STATES, UNCLASSIFIED)},

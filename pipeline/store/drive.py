@@ -107,11 +107,17 @@ class DriveStore:
 
     def publish(self, animal: str, recording_id: str, files: list[Path]) -> PublishResult:
         animal_folder = self.folder(animal, self.root)
-        folder = self.folder(recording_id, animal_folder["id"])
+        return self._upload_all(self.folder(recording_id, animal_folder["id"]), files, f"{animal}/{recording_id}")
+
+    def publish_animal(self, animal: str, files: list[Path]) -> PublishResult:
+        """Files of the animal's own folder (its summary across recordings)."""
+        return self._upload_all(self.folder(animal, self.root), files, animal)
+
+    def _upload_all(self, folder: dict, files: list[Path], where: str) -> PublishResult:
         names = []
         for path in files:
             self.upload(Path(path), folder["id"])
             names.append(Path(path).name)
         link = folder.get("webViewLink") or f"https://drive.google.com/drive/folders/{folder['id']}"
-        log.info("published %d files to Drive folder %s/%s (%s)", len(names), animal, recording_id, folder["id"])
+        log.info("published %d files to Drive folder %s (%s)", len(names), where, folder["id"])
         return PublishResult(backend="drive", link=link, folder=folder["id"], files=names)

@@ -25,7 +25,12 @@ class LocalFolderStore:
         return self.root / animal / recording_id
 
     def publish(self, animal: str, recording_id: str, files: list[Path]) -> PublishResult:
-        dest = self.folder(animal, recording_id)
+        return self._copy(self.folder(animal, recording_id), files)
+
+    def publish_animal(self, animal: str, files: list[Path]) -> PublishResult:
+        return self._copy(self.root / animal, files)
+
+    def _copy(self, dest: Path, files: list[Path]) -> PublishResult:
         dest.mkdir(parents=True, exist_ok=True)
         published = []
         for src in files:

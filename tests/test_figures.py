@@ -1,0 +1,400 @@
+"""The figures, the report and their provenance, drawn from synthetic stage outputs.
+
+Every figure is checked as a PI would meet it: every panel has a title or labelled axes
+and shows something, no text runs into another or off the page, fonts are readable; bad
+inputs (gaps, no REM, no sleep, a region missing) still give every figure, with a note.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from matplotlib.text import Text
+
+from pipeline import __version__, layout
+from pipeline.errors import ConfigError, DataError
+from pipeline.figures.clock import Clock, LightSchedule, light_schedule
+from pipeline.figures.data import Hypnogram, load_recording
+from pipeline.io.recording_info import RecordingInfo
+from pipeline.provenance import Provenance, config_hash, stage_settings
+from pipeline.sleep.staging import MODEL_VERSION
+from pipeline.synth.stage_outputs import StageOutputSpec, write_stage_outputs
+
+VARIANTS = {
+    "plain": {},
+    "gaps": {"gaps": [(1000.0, 300.0), (3000.0, 8.0)]},
+    "no_rem": {"no_rem": True},
+    "no_sleep": {"no_sleep": True},
+    "no_hippocampus": {"missing_regions": ("hippocampus",)},
+}
+# What each variant's figures must say about what is missing.
+NOTES = {"gaps": "2 gaps in the recording", "no_rem": "No REM sleep was scored",
+         "no_sleep": "No sleep was scored", "no_hippocampus": "No hippocampus spectrogram"}
+SETTINGS = {"inspect": {"lfp_rate": 1000}, "spectrogram": {"fmax": 200}, "classify": {"model": MODEL_VERSION},
+            "figures": {"lights_on": 7.0, "lights_off": 19.0, "hours_per_page": 0.0}}
+
+
+@pytest.fixture(scope="session")
+def outputs(tmp_path_factory):
+    """Stage outputs of a 2-hour, 16-channel recording per variant (three 40-min segments),
+    starting at 17:30 so that lights go off during it."""
+    made = {}
+
+    def get(variant: str) -> dict:
+        if variant not in made:
+            spec = StageOutputSpec(hours=2, n_channels=16, segment_s=2400, seed=4, recording_id=f"rec-{variant}",
+                                   animal="m1", start=datetime(2026, 1, 5, 17, 30, tzinfo=timezone.utc),
+                                   **VARIANTS[variant])
+            made[variant] = write_stage_outputs(tmp_path_factory.mktemp(variant), spec)
+        return made[variant]
+
+    return get
+
+
+def recording_data(paths: dict):
+    info = RecordingInfo.load(paths["recording_json"])
+    return load_recording(info, paths["spectrograms"], paths["hypnogram"], paths["summary"], paths["lfp_qc"])
+
+
+def provenance() -> Provenance:
+    return Provenance.make(recording_id="rec", animal="m1", settings=SETTINGS, model_version=MODEL_VERSION,
+                           run_id="20260105-170000-abcd")
+
+
+# -- what every figure must satisfy ---------------------------------------------------
+def _tick_labels(fig) -> tuple[set[int], list[Text]]:
+    """Ids of every tick label, and the visible ones of ticks inside their axis's view."""
+    every, shown = set(), []
+    for ax in fig.axes:
+        for axis, (lo, hi) in ((ax.xaxis, sorted(ax.get_xlim())), (ax.yaxis, sorted(ax.get_ylim()))):
+            tol = 1e-9 * max(1.0, abs(hi - lo))
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                for label in (tick.label1, tick.label2):
+                    every.add(id(label))
+                    if label.get_visible() and label.get_text().strip() and lo - tol <= tick.get_loc() <= hi + tol:
+                        shown.append(label)
+    return every, shown
+
+
+def visible_texts(fig) -> list[Text]:
+    ticks, shown = _tick_labels(fig)
+    texts = [t for t in fig.findobj(Text) if id(t) not in ticks and t.get_visible() and t.get_text().strip()]
+    for ax in fig.axes:
+        for table in ax.tables:
+            texts += [c.get_text() for c in table.get_celld().values() if c.get_text().get_text().strip()]
+    return list({id(t): t for t in texts + shown}.values())
+
+
+def _labelled(ax) -> bool:
+    if any(ax.get_title(loc=loc) for loc in ("left", "center", "right")):
+        return True
+    if getattr(ax, "_colorbar", None) is not None:
+        return bool(ax.get_ylabel() or ax.get_xlabel())
+    # Stacked panels share one time axis, labelled under the lowest of them.
+    xlabel = any(a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax))
+    return bool(ax.get_ylabel()) and xlabel
+
+
+def _shows_something(ax) -> bool:
+    return ax.has_data() or bool(ax.tables) or getattr(ax, "_colorbar", None) is not None
+
+
+def check_figure(fig, *, min_font: float = 7.5) -> list[str]:
+    """Every check a figure must pass; returns the texts shown, for the caller's checks."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        name = ax.get_title(loc="left") or ax.get_ylabel() or ax.get_xlabel() or repr(ax)
+        assert _labelled(ax), f"a panel has neither a title nor labelled axes: {name!r}"
+        assert _shows_something(ax), f"panel {name!r} is empty"
+    texts = visible_texts(fig)
+    assert texts
+    page = fig.bbox
+    boxes = []
+    for t in texts:
+        assert t.get_fontsize() >= min_font, f"{t.get_text()!r} is set in {t.get_fontsize()} pt"
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1, \
+            f"{t.get_text()!r} runs off the page"
+        boxes.append(box)
+    b = np.array([[x.x0, x.y0, x.x1, x.y1] for x in boxes])
+    w = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
+    h = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+    overlap = (w > 1) & (h > 1)  # a pixel of contact is no overlap
+    np.fill_diagonal(overlap, False)
+    pairs = [(texts[i].get_text(), texts[j].get_text()) for i, j in zip(*np.nonzero(np.triu(overlap)))]
+    assert not pairs, f"texts overlap: {pairs[:5]}"
+    for ax in fig.axes:  # a table's text stays inside its cell
+        for cell in (c for table in ax.tables for c in table.get_celld().values()):
+            tb, cb = cell.get_text().get_window_extent(renderer), cell.get_window_extent(renderer)
+            assert tb.x0 >= cb.x0 - 1 and tb.x1 <= cb.x1 + 1, f"{cell.get_text().get_text()!r} overflows its cell"
+    return [t.get_text() for t in texts]
+
+
+def test_the_checks_find_overlapping_text_an_unlabelled_panel_and_an_empty_one():
+    """The checker itself: each fault planted in an otherwise good figure is found."""
+    from pipeline.figures.style import new_figure
+
+    def good():
+        fig = new_figure((6, 4))
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1])
+        ax.set_title("a line")
+        return fig, ax
+
+    check_figure(good()[0])
+    fig, ax = good()
+    ax.text(0.5, 0.5, "one label", transform=ax.transAxes)
+    ax.text(0.52, 0.5, "another label", transform=ax.transAxes)
+    with pytest.raises(AssertionError, match="texts overlap"):
+        check_figure(fig)
+    fig, ax = good()
+    ax.set_title("")
+    with pytest.raises(AssertionError, match="neither a title"):
+        check_figure(fig)
+    fig, _ = good()
+    fig.add_subplot(3, 3, 9).set_title("nothing here")
+    with pytest.raises(AssertionError, match="is empty"):
+        check_figure(fig)
+
+
+# -- every figure, for every kind of recording ------------------------------------------
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_figure_renders_readably_and_says_what_is_missing(outputs, variant):
+    from pipeline.figures.architecture import plot_architecture
+    from pipeline.figures.overview import plot_overview
+    from pipeline.figures.quality import plot_quality
+    from pipeline.figures.report import summary_page
+    from pipeline.figures.style import figure_style
+
+    data = recording_data(outputs(variant))
+    clock, schedule, prov = Clock(data.info.start_datetime), light_schedule(7, 19), provenance()
+    with figure_style():
+        figures = {
+            "overview": plot_overview(data, prov, clock, schedule),
+            "overview page": plot_overview(data, prov, clock, schedule, window=(1800.0, 3600.0), page="page 2/4"),
+            "architecture": plot_architecture(data, prov, clock, schedule),
+            "quality": plot_quality(data, prov, clock),
+            "summary": summary_page(data, prov, clock, schedule, ["summary", "overview"]),
+        }
+        shown = {name: " ".join(check_figure(fig)) for name, fig in figures.items()}
+    for name in ("overview", "summary"):
+        assert "config " + prov.config_hash in shown[name] and "sleep model " + MODEL_VERSION in shown[name]
+        if variant in NOTES:
+            assert NOTES[variant] in shown[name], f"{name} of {variant} does not say what is missing"
+    assert "dark" in shown["overview"] and "light" in shown["overview"]  # the recording spans lights off
+    if variant == "no_hippocampus":
+        assert "theta/delta is drawn from cortex" in shown["overview"]
+        overview_regions = [ax.get_ylabel().split("\n")[0] for ax in figures["overview"].axes]
+        assert "hippocampus" not in overview_regions and "cortex" in overview_regions
+    if variant == "plain":
+        assert not data.notes and "Nothing missing" in shown["summary"]
+
+
+def test_gaps_are_drawn_where_they_are(outputs):
+    from pipeline.figures.overview import plot_overview
+    from pipeline.figures.style import figure_style
+
+    data = recording_data(outputs("gaps"))
+    clock = Clock(data.info.start_datetime)
+    with figure_style():
+        fig = plot_overview(data, provenance(), clock, None)
+    hatched = [p for ax in fig.axes for p in ax.patches if p.get_hatch()]
+    spans = sorted({round(p.get_x(), 4) for p in hatched})
+    # Each gap is hatched in every time panel; the 8-s gap is widened to stay visible.
+    assert len(spans) == 2 and spans[0] == pytest.approx(float(clock.x(1000.0)), abs=1e-4)
+    assert all(p.get_width() > 0 for p in hatched)
+    assert not data.spectra.valid[250:325].any() and data.spectra.valid[:250].all()
+
+
+# -- the outputs of `ephys figures` and their provenance ----------------------------------
+def test_ephys_figures_writes_every_output_with_its_provenance(project, outputs):
+    paths = outputs("gaps")
+    out = project.dir / "figs"
+    settings = {"inspect": {"lfp_rate": 1000, "segment_s": 2400}, "spectrogram": {"fmax": 200},
+                "classify": {"epoch_s": 4, "model": MODEL_VERSION}}
+    proc = project.ephys("figures", str(paths["recording_json"]), "--hypnogram", str(paths["hypnogram"]),
+                         "--summary", str(paths["summary"]), "--spectrograms", *map(str, paths["spectrograms"]),
+                         "--lfp-qc", *map(str, paths["lfp_qc"]), "--out-dir", str(out), "--lights-on", "7",
+                         "--lights-off", "19", "--hours-per-page", "1", "--analysis-settings", json.dumps(settings),
+                         "--run-id", "run-42")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["pipeline_version"] == __version__ and prov["model_version"] == MODEL_VERSION
+    assert prov["run_id"] == "run-42" and prov["recording_id"] == "rec-gaps" and prov["animal"] == "m1"
+    assert prov["settings"] == {**settings, "figures": {"lights_on": 7.0, "lights_off": 19.0, "hours_per_page": 1.0}}
+    assert prov["config_hash"] == config_hash(prov["settings"])
+    assert list(prov["stage_config_hashes"]) == ["inspect", "spectrogram", "classify", "figures"]
+
+    from PIL import Image
+
+    for name in ("overview", "architecture", "channel_qc"):
+        png = out / f"{name}.png"
+        assert 30_000 < png.stat().st_size < 3_000_000, f"{png.name}: {png.stat().st_size} bytes"
+        with Image.open(png) as im:
+            assert im.size == (1402, 992)  # A4 landscape at 120 dpi
+            meta = im.text
+        assert meta["ephys:config_hash"] == prov["config_hash"] and meta["ephys:model_version"] == MODEL_VERSION
+        assert meta["ephys:pipeline_version"] == __version__ and meta["ephys:run_id"] == "run-42"
+        assert json.loads(meta["ephys:provenance"]) == prov
+
+    pdf = (out / "report.pdf").read_bytes()
+    # summary, the whole recording, two one-hour pages (17:30-18:00 is the first), architecture, quality
+    assert len(re.findall(rb"/Type /Page\b", pdf)) == 1 + 1 + 3 + 2
+    info = pdf[pdf.rindex(b"/Keywords"):][:400]
+    for expected in (f"pipeline_version={__version__}", f"config_hash={prov['config_hash']}",
+                     f"model_version={MODEL_VERSION}", "run_id=run-42"):
+        assert expected.encode() in info
+    assert b"/Title (Sleep and LFP report: rec-gaps)" in pdf and b"/Subject (rec-gaps \\(animal m1\\))" in pdf
+
+
+def test_the_report_header_names_recording_animal_start_and_what_analysed_it(outputs):
+    from pipeline.figures.report import summary_page
+    from pipeline.figures.style import figure_style
+
+    data = recording_data(outputs("plain"))
+    prov = provenance()
+    with figure_style():
+        shown = " ".join(check_figure(summary_page(data, prov, Clock(data.info.start_datetime), None, ["summary"])))
+    for expected in ("rec-plain", "m1", "Mon 05 Jan 2026, 17:30:00 (UTC+00:00)", "2 h 00 min", __version__,
+                     prov.config_hash, MODEL_VERSION, "20260105-170000-abcd"):
+        assert expected in shown, expected
+
+
+def test_the_configuration_hash_changes_with_any_value_and_nothing_else():
+    from conftest import REPO
+    from pipeline.config import load_config
+
+    cfg = load_config(REPO / "config.yaml")
+    base = stage_settings(cfg, model_version=MODEL_VERSION)
+    assert config_hash(base) == config_hash(dict(reversed(list(base.items()))))  # key order does not matter
+    changed = json.loads(json.dumps(base))
+    changed["classify"]["model"] = "label-free-2"
+    assert config_hash(changed) != config_hash(base)
+    assert config_hash(changed["spectrogram"]) == config_hash(base["spectrogram"])
+    # A channel map written as ranges and written out channel by channel is one map.
+    listed = stage_settings(cfg, model_version=MODEL_VERSION,
+                            channel_map={"regions": {r: list(c) for r, c in base["inspect"]["channel_map"]["regions"].items()},
+                                         "ignore": ["CSC63", "CSC64"]})
+    assert config_hash(listed) == config_hash(base)
+
+
+# -- clock time and the light schedule ---------------------------------------------------
+def test_light_schedules_give_light_and_dark_periods_on_the_clock():
+    day = LightSchedule(7, 19)
+    assert day.periods(7, 31) == [(7, 19, "light"), (19, 31, "dark")]
+    assert day.periods(20, 40) == [(20, 31, "dark"), (31, 40, "light")]
+    reversed_cycle = LightSchedule(19, 7)
+    assert reversed_cycle.dark_periods(0, 24) == [(7, 19)]
+    assert light_schedule(None, None) is None
+    for on, off in ((7, None), (8, 8)):
+        with pytest.raises(ConfigError, match="figures.lights_on"):
+            light_schedule(on, off)
+    clock = Clock(datetime(2026, 1, 5, 22, 30, tzinfo=timezone.utc))
+    assert clock.x(3600 * 2) == pytest.approx(24.5) and clock.label(24.5, with_date=True) == "00:30\n06 Jan"
+
+
+def test_overview_pages_start_on_whole_clock_hours_and_each_holds_epochs():
+    from pipeline.figures.overview import overview_windows
+
+    clock = Clock(datetime(2026, 1, 5, 17, 30, tzinfo=timezone.utc))
+    onsets = np.arange(0, 7200, 4.0)  # two hours of 4-s epochs
+    assert overview_windows(onsets, 4.0, clock, 0) == []
+    assert overview_windows(onsets, 4.0, clock, 1) == [(0.0, 1800.0), (1800.0, 5400.0), (5400.0, 7200.0)]
+    # Pages end with the last scored epoch; a sliver of a page joins the page before it.
+    assert overview_windows(onsets[onsets < 5402], 4.0, clock, 1) == [(0.0, 1800.0), (1800.0, 5404.0)]
+    late = Clock(datetime(2026, 1, 5, 17, 58, tzinfo=timezone.utc))
+    assert overview_windows(onsets, 4.0, late, 1) == [(0.0, 3720.0), (3720.0, 7200.0)]
+
+
+# -- sleep architecture in numbers -------------------------------------------------------
+def test_bouts_transitions_and_time_per_hour_of_a_known_hypnogram():
+    from pipeline.figures.sleep_stats import bout_lengths, state_totals, time_per_bin, transition_counts
+
+    # wake 3, nrem 5, rem 2, wake 1, unclassified 1, nrem 4 epochs of 60 s, from 06:50
+    states = np.array([0] * 3 + [1] * 5 + [2] * 2 + [0] + [3] + [1] * 4, dtype=np.int8)
+    hyp = Hypnogram(np.arange(len(states)) * 60.0, states, 60.0)
+    clock = Clock(datetime(2026, 1, 5, 6, 50, tzinfo=timezone.utc))
+    assert bout_lengths(hyp)["nrem"].tolist() == [300.0, 240.0] and bout_lengths(hyp)["unclassified"].tolist() == [60.0]
+    counts = transition_counts(hyp)
+    assert counts[0, 1] == 1 and counts[1, 2] == 1 and counts[2, 0] == 1 and counts[0, 3] == 1 and counts[3, 1] == 1
+    assert counts.sum() == 5
+    edges, seconds = time_per_bin(hyp, clock, 10 / 60)
+    assert edges[0] == pytest.approx(6 + 50 / 60) and seconds.sum(axis=1).tolist() == [600.0, 360.0]
+    totals = state_totals(hyp, clock, LightSchedule(7, 19))
+    assert totals["nrem"]["seconds"] == 540 and totals["nrem"]["bouts"] == 2 and totals["nrem"]["median_bout_s"] == 270
+    assert totals["sleep"]["rem_of_sleep"] == pytest.approx(120 / 660)
+    # 06:50-07:00 is dark: 3 epochs of wake, 5 of NREM and 2 of REM
+    assert totals["wake"]["dark_fraction"] == pytest.approx(0.3) and totals["sleep"]["dark_fraction"] == pytest.approx(0.7)
+
+
+# -- bad stage outputs are a lab member's problem, in one sentence ---------------------------
+def test_unreadable_stage_outputs_are_data_errors(outputs, tmp_path):
+    paths = outputs("plain")
+    info = RecordingInfo.load(paths["recording_json"])
+    bad = tmp_path / "hypnogram.tsv"
+    bad.write_text("onset_s\tduration_s\tstate\tconfidence\n0.000\t4\tdrowsy\t1.0\n")
+    with pytest.raises(DataError, match="states this pipeline does not know \\(drowsy\\)"):
+        load_recording(info, paths["spectrograms"], bad, paths["summary"])
+    bad.write_text("onset_s\tduration_s\tstate\tconfidence\n")
+    with pytest.raises(DataError, match="holds no epochs"):
+        load_recording(info, paths["spectrograms"], bad, paths["summary"])
+    with np.load(paths["spectrograms"][1]) as z:
+        other = {k: z[k] for k in z.files}
+    other["freqs"] = other["freqs"] * 2
+    np.savez(tmp_path / "seg1.npz", **other)
+    with pytest.raises(DataError, match="other frequencies than the other segments"):
+        load_recording(info, [paths["spectrograms"][0], tmp_path / "seg1.npz"], paths["hypnogram"], paths["summary"])
+
+
+# -- the animal summary -------------------------------------------------------------------
+def test_publishing_a_recording_remakes_its_animals_summary_from_its_published_recordings(project):
+    from pipeline.config import load_config
+    from pipeline.figures.animal import CSV_COLUMNS, load_result, summary_row
+    from pipeline.figures.animal_figure import plot_animal_summary
+    from pipeline.figures.sleep_stats import bout_lengths
+    from pipeline.figures.style import figure_style
+    from pipeline.io.atomic import write_json_atomic
+    from pipeline.io.registry import Recording, Registry
+    from pipeline.store import publish_recording
+
+    cfg = load_config(project.config_path)
+    registry = Registry(project.dir / layout.STATE_DIR)
+    days = {"d1": ("m1", 5, True), "d2": ("m1", 6, False), "d3": ("m1", 7, True), "x1": ("m2", 5, True)}
+    for rec, (animal, day, published) in days.items():
+        registry.add(Recording(rec, animal, str(project.raw)))
+        paths = layout.RecordingPaths(rec, project.dir)
+        write_stage_outputs(paths.results, StageOutputSpec(
+            hours=1, n_channels=8, segment_s=1800, seed=day, recording_id=rec, animal=animal,
+            no_rem=rec == "d3", start=datetime(2026, 1, day, 9, 0, tzinfo=timezone.utc)))
+        if published:
+            write_json_atomic(paths.published, {"backend": "local", "link": "", "folder": "", "files": []})
+    # d4 is being published now; d2 is registered but not published; x1 is another animal's.
+    registry.add(Recording("d4", "m1", str(project.raw)))
+    d4 = layout.RecordingPaths("d4", project.dir)
+    write_stage_outputs(d4.results, StageOutputSpec(hours=1, n_channels=8, segment_s=1800, seed=8, recording_id="d4",
+                                                    animal="m1", start=datetime(2026, 1, 8, 9, tzinfo=timezone.utc)))
+    publish_recording(cfg, "m1", "d4", [d4.hypnogram], d4.published)
+
+    folder = project.dir / "published" / "m1"
+    with open(folder / "animal_summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["recording_id"] for r in rows] == ["d1", "d3", "d4"]  # in time order
+    assert list(rows[0]) == CSV_COLUMNS
+    assert float(rows[1]["rem_h"]) == 0 and float(rows[0]["rem_h"]) > 0
+    assert all(abs(sum(float(r[f"{s}_h"]) for s in ("wake", "nrem", "rem", "unclassified")) - 1) < 1e-3 for r in rows)
+    assert {r["model_version"] for r in rows} == {MODEL_VERSION}
+    assert (folder / "animal_summary.png").stat().st_size > 20_000 and (folder / "d4" / "hypnogram.tsv").exists()
+    assert not (project.dir / "published" / "m2").exists()
+
+    results = [load_result(layout.RecordingPaths(r, project.dir)) for r in ("d1", "d3", "d4")]
+    with figure_style():
+        fig = plot_animal_summary("m1", [r.recording_id for r in results], [summary_row(r, None) for r in results],
+                                  bouts=[bout_lengths(r.hypnogram) for r in results])
+        shown = " ".join(check_figure(fig))
+    assert "m1: 3 recordings side by side" in shown and "not all alike" not in shown
