@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 def planned_rules(output: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for m in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):", output, re.M):
+    # Jobs of a group (a cluster job for several rules) are listed indented under it.
+    for m in re.finditer(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", output, re.M):
         counts[m.group(1)] = counts.get(m.group(1), 0) + 1
     return counts
 
