@@ -521,6 +521,14 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return ss
 
+    def _tab(self, sid: str, a1: str, email: str) -> tuple[Sheet | None, str]:
+        """The tab an A1 range names and the range's cells; (None, "") once an error was sent."""
+        ss = self._spreadsheet(sid, email)
+        if ss is None:
+            return None, ""
+        title, cells = split_range(a1)
+        return self._sheet(ss, title), cells
+
     def _sheet(self, ss: dict, title: str | None) -> Sheet | None:
         if title is None:
             return ss["sheets"][0]
@@ -544,11 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
     def values_get(self, query, sid, a1, email, fault):
-        ss = self._spreadsheet(sid, email)
-        if ss is None:
-            return
-        title, cells = split_range(a1)
-        sheet = self._sheet(ss, title)
+        sheet, cells = self._tab(sid, a1, email)
         if sheet is None:
             return
         with self.fake.lock:
@@ -583,11 +587,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def values_append(self, query, sid, a1, email, fault):
         body = json.loads(self._body() or b"{}")
-        ss = self._spreadsheet(sid, email)
-        if ss is None:
-            return
-        title, _ = split_range(a1)
-        sheet = self._sheet(ss, title)
+        sheet, _ = self._tab(sid, a1, email)
         if sheet is None:
             return
         with self.fake.lock:
@@ -600,11 +600,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def values_clear(self, query, sid, a1, email, fault):
         self._body()
-        ss = self._spreadsheet(sid, email)
-        if ss is None:
-            return
-        title, cells = split_range(a1)
-        sheet = self._sheet(ss, title)
+        sheet, cells = self._tab(sid, a1, email)
         if sheet is None:
             return
         with self.fake.lock:
