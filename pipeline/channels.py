@@ -7,7 +7,7 @@ config entry or a `channel_map.yaml` shipped inside a recording folder.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -41,10 +41,26 @@ def expand_channels(spec: str | list[str]) -> list[str]:
     return names
 
 
+# What a region is used for in sleep scoring, and the region names used when a map
+# does not say. A role names a region of the map (matched ignoring case).
+ROLES = {
+    "slow_wave": "cortex",  # cortical delta (1-4 Hz) marks NREM
+    "theta": "hippocampus",  # hippocampal theta (6-9 Hz) against delta marks REM
+    "emg": "emg",  # neck muscle electrodes: muscle tone marks wake
+}
+
+
+def resolve_roles(roles: dict[str, str | None], regions: list[str]) -> dict[str, str | None]:
+    """Each role's region among `regions` (ignoring case), or None where the map lacks it."""
+    by_lower = {r.lower(): r for r in regions}
+    return {role: (by_lower.get(str(name).lower()) if name else None) for role, name in roles.items()}
+
+
 @dataclass(frozen=True)
 class ChannelMap:
     regions: dict[str, tuple[str, ...]]
     ignore: frozenset[str]
+    roles: dict[str, str | None] = field(default_factory=lambda: dict(ROLES))
 
     @classmethod
     def from_dict(cls, spec: dict) -> "ChannelMap":
@@ -57,7 +73,18 @@ class ChannelMap:
                 if ch in seen:
                     raise ValueError(f"channel {ch} is in both {seen[ch]} and {region}")
                 seen[ch] = region
-        return cls(regions, frozenset(expand_channels(spec.get("ignore", []) or [])))
+        roles = dict(ROLES)
+        given = spec.get("roles") or {}
+        if not isinstance(given, dict):
+            raise ValueError("'roles' must map a role (slow_wave, theta, emg) to a region name")
+        for role, region in given.items():
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} under 'roles'; the roles are {', '.join(ROLES)}")
+            if region is not None and str(region).lower() not in {r.lower() for r in regions}:
+                raise ValueError(f"roles.{role} names the region {region!r}, which is not among the regions "
+                                 f"({', '.join(regions)})")
+            roles[role] = None if region is None else str(region)
+        return cls(regions, frozenset(expand_channels(spec.get("ignore", []) or [])), roles)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ChannelMap":
@@ -77,4 +104,5 @@ class ChannelMap:
         return None
 
     def to_dict(self) -> dict:
-        return {"regions": {r: list(c) for r, c in self.regions.items()}, "ignore": sorted(self.ignore, key=natural_key)}
+        return {"regions": {r: list(c) for r, c in self.regions.items()}, "ignore": sorted(self.ignore, key=natural_key),
+                "roles": resolve_roles(self.roles, list(self.regions))}

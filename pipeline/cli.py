@@ -183,9 +183,14 @@ def cmd_classify(args) -> int:
     from pipeline.sleep.staging import classify
 
     info = RecordingInfo.load(args.recording_json)
-    outputs = _outputs(args, ["hypnogram", "probabilities", "annotations", "summary"])
+    outputs = _outputs(args, ["hypnogram", "probabilities", "annotations", "summary", "review"])
+    model = args.model if args.model is not None else _config(args)["sleep"]["model"]
     summary = classify(args.features, outputs, epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
-                       meas_date=info.start_datetime, model=_model(args))
+                       meas_date=info.start_datetime, model=model, channel_map=info.channel_map,
+                       min_confidence=float(_option_or_config(args, "min_confidence", "sleep", "min_confidence")),
+                       min_bout_s=float(_option_or_config(args, "min_bout_s", "sleep", "min_bout_s")),
+                       n_review=int(_option_or_config(args, "n_review", "sleep", "n_review")),
+                       duration_s=info.duration_s)
     print(json.dumps(summary["fractions"]))
     return 0
 
@@ -470,10 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recording_json")
     s.add_argument("features", nargs="+")
     s.add_argument("--epoch-s", type=float, help="epoch length in s (default: sleep.epoch_s)")
-    s.add_argument("--model", help="the sleep model version to score with (default: the one sleep.model selects)")
-    for name in ("hypnogram", "probabilities", "annotations", "summary"):
+    s.add_argument("--model", help="the sleep model: a model file made by `ephys train`, or label-free "
+                                   "(default: sleep.model)")
+    s.add_argument("--min-confidence", type=float, help="default: sleep.min_confidence")
+    s.add_argument("--min-bout-s", type=float, help="default: sleep.min_bout_s")
+    s.add_argument("--n-review", type=int, help="default: sleep.n_review")
+    for name in ("hypnogram", "probabilities", "annotations", "summary", "review"):
         s.add_argument(f"--{name}", help=f"where to write the {name} ({Path(layout.OUTPUTS[name]).name})")
-    s.add_argument("--out-dir", help="write all four under their usual names in this folder")
+    s.add_argument("--out-dir", help="write all five under their usual names in this folder")
     s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("figures", help="draw the figures, the PDF report and provenance.json")

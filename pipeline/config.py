@@ -60,6 +60,9 @@ def _describe(error) -> str:
     if v in ("minimum", "exclusiveMinimum"):
         strict = "greater than" if v == "exclusiveMinimum" else "at least"
         return f"{key} is {error.instance!r}, but it must be {strict} {error.validator_value}."
+    if v in ("maximum", "exclusiveMaximum"):
+        strict = "less than" if v == "exclusiveMaximum" else "at most"
+        return f"{key} is {error.instance!r}, but it must be {strict} {error.validator_value}."
     if v in ("minItems", "minProperties", "minLength"):
         return f"{key} must not be empty."
     if v == "propertyNames":
@@ -122,10 +125,8 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
     n = epoch * lfp["rate"]
     if abs(n - round(n)) > 1e-9:
         raise ConfigError(f"{source}: sleep.epoch_s x lfp.rate must be a whole number of samples.")
-    if cfg["spectrogram"]["fmax"] > lfp["rate"] / 2:
-        raise ConfigError(
-            f"{source}: spectrogram.fmax ({cfg['spectrogram']['fmax']}) must be at most half of lfp.rate ({lfp['rate']})."
-        )
+    # spectrogram.fmax above half the LFP rate is not an error: the spectrogram stops at
+    # the recording's Nyquist frequency and says so (pipeline.spectral).
     on_google = [f"{part}.backend is {cfg[part]['backend']}" for part, name in (("sheet", "google"), ("store", "drive"))
                  if cfg[part]["backend"] == name]
     if on_google and not cfg["google"].get("credentials"):

@@ -21,6 +21,7 @@ OUTPUTS = {
     "probabilities": "results/{rec}/sleep/probabilities.tsv",
     "annotations": "results/{rec}/sleep/hypnogram-annot.fif",
     "summary": "results/{rec}/sleep/summary.json",
+    "review": "results/{rec}/sleep/review.tsv",
     "overview": "results/{rec}/figures/overview.png",
     "architecture": "results/{rec}/figures/architecture.png",
     "channel_qc": "results/{rec}/figures/channel_qc.png",  # quality control, channels and all

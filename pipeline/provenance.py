@@ -49,7 +49,9 @@ def stage_settings(config: dict, *, model_version: str, channel_map: dict | None
         "spectrogram": {"epoch_s": config["sleep"]["epoch_s"],
                         "time_bandwidth": config["spectrogram"]["time_bandwidth"],
                         "fmax": config["spectrogram"]["fmax"]},
-        "classify": {"epoch_s": config["sleep"]["epoch_s"], "model": model_version},
+        "classify": {"epoch_s": config["sleep"]["epoch_s"], "model": model_version,
+                     "min_confidence": config["sleep"]["min_confidence"], "min_bout_s": config["sleep"]["min_bout_s"],
+                     "n_review": config["sleep"]["n_review"]},
         "figures": {"lights_on": figures["lights_on"], "lights_off": figures["lights_off"],
                     "hours_per_page": figures["hours_per_page"]},
     }

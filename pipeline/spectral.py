@@ -4,17 +4,23 @@ Each region's signal is the mean of its good channels (channels QC flagged as de
 noisy are left out); channels in no region are in the LFP but in no spectrogram, and an
 LFP without any channel in a brain region stops here with a sentence on how to map one.
 The result is saved as .npz: `freqs`, `onsets_s` (epoch onsets from the recording
-start), `regions`, `power` (regions x epochs x freqs, V^2/Hz) and `valid` (epochs not
-touching a recording gap).
+start), `regions`, `power` (regions x epochs x freqs, V^2/Hz), `valid` (epochs not
+touching a recording gap), `roles` (JSON: the region of each role in sleep scoring) and,
+where the LFP rate allows, `lfp_emg`: muscle tone estimated from the LFP itself, the
+mean correlation between brain regions of their 300-600 Hz activity in each epoch
+(neck and jaw muscles reach every electrode alike, brain activity at these frequencies
+does not; SleepScoreMaster's EMG from the LFP).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.channels import ROLES, resolve_roles
 from pipeline.dsp.spectrogram import epoch_spectrogram
 from pipeline.errors import DataError, RawDataError
 from pipeline.io.atomic import atomic_path
@@ -58,13 +64,44 @@ def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
     return valid
 
 
+LFP_EMG_BAND = (300.0, 600.0)
+LFP_EMG_MIN_WIDTH = 50.0  # Hz of usable band above 300 Hz needed for the estimate
+
+
+def lfp_emg(signals: list[np.ndarray], rate: float, epoch_s: float, *, passband_fraction: float = 0.4) -> np.ndarray | None:
+    """Per-epoch mean pairwise correlation of the signals' 300-600 Hz activity.
+
+    The band is cut to the part of the LFP's spectrum its anti-alias filter leaves flat
+    (`passband_fraction` of the rate); None when fewer than two signals or less than
+    50 Hz of band remain (an LFP below ~900 Hz).
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    lo, hi = LFP_EMG_BAND[0], min(LFP_EMG_BAND[1], passband_fraction * rate)
+    if len(signals) < 2 or hi - lo < LFP_EMG_MIN_WIDTH:
+        return None
+    sos = butter(4, [lo, hi], btype="bandpass", fs=rate, output="sos")
+    n = int(round(epoch_s * rate))
+    n_epochs = min(len(x) for x in signals) // n
+    if n_epochs == 0:
+        return np.zeros(0)
+    z = []
+    for x in signals:
+        e = sosfiltfilt(sos, x[: n_epochs * n]).reshape(n_epochs, n)
+        e = e - e.mean(axis=1, keepdims=True)
+        z.append(e / np.maximum(np.sqrt((e ** 2).sum(axis=1, keepdims=True)), 1e-30))
+    pairs = [(z[i] * z[j]).sum(axis=1) for i in range(len(z)) for j in range(i + 1, len(z))]
+    return np.mean(pairs, axis=0)
+
+
 def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str | Path, *, epoch_s: float,
                         time_bandwidth: float, fmax: float) -> dict:
     """One multitaper spectrogram per region, one window per epoch of `epoch_s` seconds
     (sleep.epoch_s), with `time_bandwidth` (NW) and frequencies up to `fmax` Hz."""
     raw = read_lfp(lfp_path, preload=False)
     region_of = {c.name: c.region for c in info.channels}
-    if not any(region_of.get(name) not in (None, "emg") for name in raw.ch_names):
+    emg_region = ((info.channel_map or {}).get("roles") or ROLES).get("emg")
+    if not any(region_of.get(name) not in (None, emg_region) for name in raw.ch_names):
         raise RawDataError(
             f"{lfp_path}: no channel is mapped to a brain region, so there is nothing to average into "
             "spectrograms; name the regions' channels in a channel_map.yaml in the raw data folder "
@@ -76,6 +113,17 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
         raise DataError(f"{lfp_path}: no good channel in any region (QC flagged them all as dead or noisy); "
                         "each channel's qc.flag in recording.json says why.")
     regions = sorted(signals)
+    rate = raw.info["sfreq"]
+    if fmax > rate / 2:
+        log.warning("spectrogram.fmax (%g Hz) is above half the LFP rate (%g Hz): the spectrograms stop at %g Hz",
+                    fmax, rate, rate / 2)
+        fmax = rate / 2
+    roles = resolve_roles((info.channel_map or {}).get("roles") or ROLES, regions)
+    brain = [r for r in regions if r != roles.get("emg")]
+    emg_estimate = lfp_emg([signals[r] for r in brain], rate, epoch_s)
+    if emg_estimate is None:
+        log.warning("no muscle tone from the LFP: it needs two brain regions and an LFP rate of at least %g Hz",
+                    (LFP_EMG_BAND[0] + LFP_EMG_MIN_WIDTH) / 0.4)
     powers, freqs = [], None
     for r in regions:
         freqs, p = epoch_spectrogram(signals[r], raw.info["sfreq"], epoch_s,
@@ -85,6 +133,8 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
     onsets = raw.first_samp / raw.info["sfreq"] + epoch_s * np.arange(power.shape[1])
     valid = epoch_validity(raw, onsets, epoch_s)
     with atomic_path(out_npz, suffix=".npz") as tmp:
-        np.savez(tmp, freqs=freqs, onsets_s=onsets, regions=np.array(regions), power=power, valid=valid)
+        extra = {} if emg_estimate is None else {"lfp_emg": emg_estimate[: power.shape[1]]}
+        np.savez(tmp, freqs=freqs, onsets_s=onsets, regions=np.array(regions), power=power, valid=valid,
+                 roles=np.array(json.dumps(roles)), **extra)
     log.info("spectrogram of %s: %d regions x %d epochs x %d freqs", lfp_path, *power.shape)
     return {"regions": regions, "n_epochs": power.shape[1]}

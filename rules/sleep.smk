@@ -19,16 +19,24 @@ rule classify:
     input:
         info=OUT["recording_json"],
         features=segment_outputs("features"),
+        # A trained model is an input: a new model file re-runs classification (and what
+        # follows it), nothing before it.
+        **({"model": CFG["sleep"]["model"]} if CFG["sleep"]["model"] else {}),
     output:
         hypnogram=OUT["hypnogram"],
         probabilities=OUT["probabilities"],
         annotations=OUT["annotations"],
         summary=OUT["summary"],
+        review=OUT["review"],
     params:
         epoch_s=SETTINGS["classify"]["epoch_s"],
         # The model's version, not only its name: a new version of the scorer scores
         # every recording again.
-        model=SETTINGS["classify"]["model"],
+        model_version=SETTINGS["classify"]["model"],
+        model=CFG["sleep"]["model"] or "label-free",
+        min_confidence=SETTINGS["classify"]["min_confidence"],
+        min_bout_s=SETTINGS["classify"]["min_bout_s"],
+        n_review=SETTINGS["classify"]["n_review"],
     log:
         LOG["classify"],
     # Classification and figures of one recording run as one job on a cluster.
@@ -39,5 +47,6 @@ rule classify:
         runtime=grows(30),
     shell:
         "ephys classify {input.info:q} {input.features:q} --epoch-s {params.epoch_s} --model {params.model:q} "
+        "--min-confidence {params.min_confidence} --min-bout-s {params.min_bout_s} --n-review {params.n_review} "
         "--hypnogram {output.hypnogram:q} --probabilities {output.probabilities:q} "
-        "--annotations {output.annotations:q} --summary {output.summary:q} > {log:q} 2>&1"
+        "--annotations {output.annotations:q} --summary {output.summary:q} --review {output.review:q} > {log:q} 2>&1"

@@ -61,8 +61,13 @@ def test_every_key_has_a_comment():
     (lambda c: c.pop("sleep"), "the key sleep is missing."),
     (lambda c: c.update(colour="red"), "unknown key 'colour'"),
     (lambda c: c["executor"].update(cores=0), "executor.cores is 0, but it must be at least 1."),
-    (lambda c: c["sleep"].update(epoch_s=7), "sleep.epoch_s (7) must divide lfp.segment_s (3600) exactly."),
-    (lambda c: c["spectrogram"].update(fmax=900), "spectrogram.fmax (900) must be at most half of lfp.rate"),
+    (lambda c: c["sleep"].update(epoch_s=7), "sleep.epoch_s is 7, but it must be one of: 2, 2.5, 4, 5, 10."),
+    (lambda c: c["lfp"].update(segment_s=3602), "sleep.epoch_s (4) must divide lfp.segment_s (3602) exactly."),
+    (lambda c: c["sleep"].update(min_confidence=2), "sleep.min_confidence is 2, but it must be at most 1."),
+    (lambda c: c["channel_maps"]["default"].update(roles={"emg": "muscle"}),
+     "roles.emg names the region 'muscle', which is not among the regions (cortex, hippocampus, thalamus, emg)"),
+    (lambda c: c["channel_maps"]["default"].update(roles={"eeg": "cortex"}),
+     "unknown key 'eeg' in channel_maps.default.roles; allowed keys are: emg, slow_wave, theta."),
     (lambda c: c["channel_maps"]["default"]["regions"].update(cortex="CSC9-CSC3"), "not a range like CSC1-CSC20"),
     (lambda c: c["channel_maps"]["default"]["regions"].update(thalamus="CSC5"), "channel CSC5 is in both cortex and thalamus"),
     (lambda c: c.update(data_roots=[]), "data_roots must not be empty."),
@@ -104,8 +109,17 @@ def test_invalid_yaml_is_reported_with_its_line(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_a_sleep_model_path_is_refused_until_trained_models_exist():
+def test_a_sleep_model_file_that_is_missing_or_not_a_model_is_named(tmp_path):
+    from pipeline.sleep.models import model_version
+
     cfg = copy.deepcopy(DEFAULTS)
     cfg["sleep"]["model"] = "models/sleep.json"
-    with pytest.raises(ConfigError, match="sleep.model is 'models/sleep.json', but it must be null"):
-        validate_config(cfg, base_dir=REPO)
+    cfg = validate_config(cfg, base_dir=tmp_path)
+    assert cfg["sleep"]["model"] == str(tmp_path / "models" / "sleep.json")  # relative to the config's folder
+    with pytest.raises(ConfigError, match="sleep.model names '.*models/sleep.json', which is not a file; make one "
+                                          "with `ephys train`"):
+        model_version(cfg["sleep"]["model"])
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "sleep.json").write_text('{"weights": [1, 2]}')
+    with pytest.raises(ConfigError, match="sleep.json is not a sleep model file of this pipeline"):
+        model_version(cfg["sleep"]["model"])

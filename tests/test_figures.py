@@ -274,7 +274,7 @@ def test_the_configuration_hash_changes_with_any_value_and_nothing_else():
     base = stage_settings(cfg, model_version=MODEL_VERSION)
     assert config_hash(base) == config_hash(dict(reversed(list(base.items()))))  # key order does not matter
     changed = json.loads(json.dumps(base))
-    changed["classify"]["model"] = "label-free-2"
+    changed["classify"]["model"] = "label-free-3"
     assert config_hash(changed) != config_hash(base)
     assert config_hash(changed["spectrogram"]) == config_hash(base["spectrogram"])
     # A channel map written as ranges and written out channel by channel is one map.

@@ -77,7 +77,7 @@ def score_synthetic(tmp_path: Path, seed: int, duration_s: float):
     with open(raw / "ground_truth" / "hypnogram.tsv") as f:
         truth = {round(float(r["onset_s"]), 3): r["state"] for r in csv.DictReader(f, delimiter="\t")}
     with open(out / "sleep" / "hypnogram.tsv") as f:
-        pred = {round(float(r["onset_s"]), 3): r["state"] for r in csv.DictReader(f, delimiter="\t")}
+        pred = {round(float(r["onset"]), 3): r["state"] for r in csv.DictReader(f, delimiter="\t")}
     common = sorted(set(truth) & set(pred))
     t = np.array([truth[o] for o in common])
     p = np.array([pred[o] for o in common])
@@ -108,7 +108,9 @@ def test_label_free_scoring_agrees_with_ground_truth(tmp_path, seed):
 
 def test_a_recording_without_rem_gets_no_rem():
     """Only wake and NREM: NREM must not be split in two to invent REM."""
-    from pipeline.sleep.staging import score_label_free
+    from pipeline.sleep.label_free import LabelFreeModel
+    from pipeline.sleep.model import score
+    from pipeline.sleep.table import build_table
 
     rng = np.random.default_rng(1)
     truth = np.repeat(np.tile([0, 1], 8), 30)  # bouts of 2 min: wake, NREM, wake, ...
@@ -121,7 +123,10 @@ def test_a_recording_without_rem_gets_no_rem():
         "hippocampus_theta_delta": np.where(wake, 0.3, -0.9) + rng.normal(0, 0.15, n),
         "emg_log_power": np.where(wake, -8.8 + rng.normal(0, 0.3, n), -9.6 + rng.normal(0, 0.02, n)),
     }
-    states, probs, details = score_label_free(feats, np.ones(n, bool), 4.0)
+    table = build_table(4.0 * np.arange(n), np.ones(n, bool), feats, 4.0)
+    roles = {"slow_wave": "cortex", "theta": "hippocampus", "emg": "emg"}
+    scored = score(table, LabelFreeModel(), roles)
+    states, details = scored.states, scored.details
     assert not details["rem_found"]
     assert not np.any(states == STATES.index("rem"))
     assert np.mean(states == truth) > 0.9

@@ -60,8 +60,23 @@ def posteriors(log_lik: np.ndarray, log_trans: np.ndarray, log_start: np.ndarray
     return np.exp(post)
 
 
-def smooth(log_lik: np.ndarray, epoch_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """(most likely state index per epoch, posterior probabilities per epoch)."""
-    log_trans = np.log(transition_matrix(epoch_s) + 1e-300)
+def transitions_from_labels(labels: np.ndarray, epoch_s: float, *, prior_weight: float = 100.0) -> np.ndarray:
+    """Transition matrix per epoch counted from scored epochs (indices into STATES, -1
+    for unscored), with the default matrix as a prior worth `prior_weight` transitions
+    per state, so a state the scorer rarely left or never entered keeps sane odds."""
+    counts = transition_matrix(epoch_s) * prior_weight
+    a, b = labels[:-1], labels[1:]
+    ok = (a >= 0) & (b >= 0)
+    np.add.at(counts, (a[ok], b[ok]), 1.0)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def smooth(log_lik: np.ndarray, epoch_s: float, *, transitions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(most likely state index per epoch, posterior probabilities per epoch).
+
+    `transitions`: the per-epoch transition matrix (rows: from, columns: to); None for
+    the mouse-like default."""
+    a = transition_matrix(epoch_s) if transitions is None else np.asarray(transitions, dtype=np.float64)
+    log_trans = np.log(a + 1e-300)
     log_start = np.log(np.full(3, 1 / 3))
     return viterbi(log_lik, log_trans, log_start), posteriors(log_lik, log_trans, log_start)

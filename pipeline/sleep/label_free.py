@@ -1,0 +1,220 @@
+"""The label-free sleep model (the default): no training data needed.
+
+It reduces every epoch to three markers, chosen by the channel map's roles: cortical
+delta (slow_wave), hippocampal theta against delta (theta) and muscle tone (the EMG, or
+where there is none, muscle activity estimated from the LFP), normalised and smoothed
+within the recording, so one animal's gains and noise levels do not matter. Then it
+splits as a scorer does by eye: wake from sleep on muscle tone (a two-component mixture
+in one dimension), REM from NREM among sleep epochs on theta against delta. Gaussians
+fitted per state to that split, smoothed by the shared hidden Markov model, give every
+epoch a first label and how sure it is.
+
+Second pass (SleepScoreMaster's thresholds, then a classifier, as the lab's earlier
+pipeline did): XGBoost is trained on the epochs of this recording the first pass is
+sure of, using every column of the feature table (about 300), and gives the evidence
+for all epochs. A state the first pass does not find (no REM, no sleep, too little wake)
+is not forced on the recording.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from pipeline.sleep.hmm import STATES, smooth
+from pipeline.sleep.model import LABEL_FREE, LABEL_FREE_VERSION, Evidence
+from pipeline.sleep.table import FeatureTable
+
+log = logging.getLogger(__name__)
+
+def fit_two_groups(x: np.ndarray, *, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-component 1-D Gaussian mixture; (means, sds, weights), lower component first.
+
+    It starts from the lowest and highest thirds (the middle third undecided): groups of
+    very different widths, such as tight sleep and broad wake muscle tone, then settle
+    where they are. A start from one hard split (Otsu's) stuck at two equal widths with
+    the boundary inside wake.
+    """
+    lo, hi = np.quantile(x, [1 / 3, 2 / 3])
+    resp = np.column_stack([x <= lo, x >= hi]).astype(float)
+    resp[(x > lo) & (x < hi)] = 0.5
+    for _ in range(n_iter):
+        nk = resp.sum(axis=0) + 1e-9
+        w = nk / nk.sum()
+        mu = (resp * x[:, None]).sum(axis=0) / nk
+        sd = np.sqrt(np.maximum((resp * (x[:, None] - mu) ** 2).sum(axis=0) / nk, 1e-4))
+        ll = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w + 1e-12)
+        ll -= ll.max(axis=1, keepdims=True)
+        new = np.exp(ll)
+        new /= new.sum(axis=1, keepdims=True)
+        converged = np.max(np.abs(new - resp)) < 1e-6
+        resp = new
+        if converged:
+            break
+    order = np.argsort(mu)
+    return mu[order], sd[order], w[order]
+
+
+def _posterior_high(x: np.ndarray, mu, sd, w) -> np.ndarray:
+    """P(upper group | x), made monotonic in x.
+
+    A tight group has tails so thin that a value beyond it (REM's muscle tone, lower
+    still than NREM's) is likelier under the broad group on the far side. Values
+    below the lower mean belong to the lower group, values above the upper mean to the
+    upper group.
+    """
+    ll = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w + 1e-12)
+    ll -= ll.max(axis=1, keepdims=True)
+    p = np.exp(ll)
+    post = p[:, 1] / p.sum(axis=1)
+    post = np.where(x <= mu[0], 0.0, post)
+    return np.where(x >= mu[1], 1.0, post)
+
+
+def _gaussian_loglik(z: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    return -0.5 * (np.sum((z[:, None, :] - mean[None]) ** 2 / var[None], axis=2)
+                   + np.sum(np.log(2 * np.pi * var), axis=1)[None])
+
+
+def separation(mu: np.ndarray, sd: np.ndarray) -> float:
+    """d' of two fitted groups."""
+    return float((mu[1] - mu[0]) / np.sqrt((sd[0] ** 2 + sd[1] ** 2) / 2))
+
+
+# Two groups this far apart (d') are two states; closer, one state split in two halves.
+MIN_SEPARATION = 2.0
+MIN_WEIGHT = 0.02
+# Relative delta power (1-4 Hz of 0.5-50 Hz) above which a recording with a single
+# state is taken to be asleep.
+SLEEP_REL_DELTA = 0.45
+
+
+def split_states(z: np.ndarray, *, rel_delta: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Hard labels (indices into STATES) from standardised markers (delta, theta/delta,
+    muscle; muscle may be NaN throughout when there is none), and what was found."""
+    delta, theta, muscle = z.T
+    labels = np.full(len(z), STATES.index("nrem"))
+    found: dict = {}
+    wake_marker = muscle if np.all(np.isfinite(muscle)) else -delta
+    mu, sd, w = fit_two_groups(wake_marker)
+    found["wake_separation"] = round(separation(mu, sd), 2)
+    if separation(mu, sd) > MIN_SEPARATION and min(w) > MIN_WEIGHT:
+        wake = _posterior_high(wake_marker, mu, sd, w) > 0.5
+    else:
+        # One group only: all awake or all asleep, told by how much delta there is.
+        asleep = rel_delta is not None and float(np.median(rel_delta)) > SLEEP_REL_DELTA
+        wake = np.full(len(z), not asleep)
+        found["single_state"] = "sleep" if asleep else "wake"
+    labels[wake] = STATES.index("wake")
+    sleep = ~wake
+    found["rem_found"] = False
+    if sleep.sum() >= 10:
+        td = theta - delta
+        mu, sd, w = fit_two_groups(td[sleep])
+        found["rem_separation"] = round(separation(mu, sd), 2)
+        # Without REM (a short or wake-heavy recording) NREM alone splits into two
+        # overlapping halves; real REM stands apart on theta against delta.
+        if separation(mu, sd) > MIN_SEPARATION and w[1] > MIN_WEIGHT:
+            rem = sleep & (_posterior_high(td, mu, sd, w) > 0.5)
+            labels[rem] = STATES.index("rem")
+            found["rem_found"] = True
+    return labels, found
+
+
+def choose_markers(table: FeatureTable, roles: dict[str, str | None]) -> tuple[np.ndarray, list[str], list[str]]:
+    """(markers (epochs, 3): delta, theta/delta, muscle; the columns used; notes)."""
+    notes: list[str] = []
+    regions = sorted({n[: -len("_log_total")] for n in table.base if n.endswith("_log_total")})
+    if not regions:
+        from pipeline.errors import DataError
+
+        raise DataError("the features hold no brain region; check the channel map")
+
+    def region_for(role: str, fallback_order: list[str]) -> str:
+        region = roles.get(role)
+        if region in regions:
+            return region
+        chosen = next((r for r in fallback_order if r in regions), regions[0])
+        notes.append(f"no region has the {role} role (the channel map's roles.{role}: {roles.get(role)!r}); "
+                     f"{chosen} is used instead")
+        return chosen
+
+    slow = region_for("slow_wave", [roles.get("theta") or "", *regions])
+    theta = region_for("theta", [slow, *regions])
+    cols = [f"{slow}_rel_delta_c12s", f"{theta}_theta_delta_c12s"]
+    if "emg_log_power_c12s" in table.names:
+        cols.append("emg_log_power_c12s")
+    elif "lfp_emg_c12s" in table.names:
+        cols.append("lfp_emg_c12s")
+        notes.append("no EMG channel (the channel map's roles.emg names none, or its band is above the sampling "
+                     "rate): muscle tone is estimated from the LFP (300-600 Hz correlation between regions)")
+    else:
+        cols.append("")
+        notes.append("no muscle tone: there is no EMG channel and the LFP's rate is too low to estimate it from "
+                     "300-600 Hz activity; wake is told from sleep by delta power alone, expect lower accuracy")
+    markers = np.column_stack([table.column(c) if c else np.full(len(table), np.nan) for c in cols])
+    return markers.astype(np.float64), [c for c in cols if c], notes
+
+
+class LabelFreeModel:
+    kind = LABEL_FREE
+    version = LABEL_FREE_VERSION
+
+    def __init__(self, *, confident: float = 0.9, min_per_state: int = 20, second_pass: bool = True):
+        self.confident = confident
+        self.min_per_state = min_per_state
+        self.second_pass = second_pass
+
+    def first_pass(self, table: FeatureTable, roles: dict[str, str | None]):
+        markers, used, notes = choose_markers(table, roles)
+        valid = table.valid
+        if valid.sum() < 10:
+            from pipeline.errors import DataError
+
+            raise DataError(f"only {int(valid.sum())} usable epochs: too few to score (at least 10 are needed)")
+        slow_rel = next((table.base[c[: -len("_c12s")]] for c in used[:1]), None)
+        zf = markers[valid]
+        labels, found = split_states(zf, rel_delta=None if slow_rel is None else slow_rel[valid])
+        has_muscle = np.all(np.isfinite(markers[:, 2]))
+        use = slice(None) if has_muscle else slice(0, 2)
+        k = len(STATES)
+        dims = 3 if has_muscle else 2
+        means, var, weights = np.zeros((k, dims)), np.ones((k, dims)), np.full(k, 1e-3)
+        for i in range(k):
+            members = zf[labels == i][:, use]
+            if len(members) >= 2:
+                means[i], var[i] = members.mean(axis=0), np.maximum(members.var(axis=0), 1e-2)
+                weights[i] = len(members) / len(zf)
+        z = np.where(np.isfinite(markers), markers, 0.0)[:, use]
+        log_lik = _gaussian_loglik(z, means, var) + np.log(np.maximum(weights, 1e-3))[None]
+        present = np.array([(labels == i).sum() >= 2 for i in range(k)])
+        log_lik[:, ~present] = -1e6  # a state this recording does not show
+        found.update(markers=used, state_means={s: means[i].round(3).tolist() for i, s in enumerate(STATES)},
+                     state_weights={s: round(float(weights[i]), 3) for i, s in enumerate(STATES)})
+        return log_lik, present, found, notes
+
+    def evidence(self, table: FeatureTable, roles: dict[str, str | None]) -> Evidence:
+        log_lik, present, found, notes = self.first_pass(table, roles)
+        if not self.second_pass:
+            return Evidence(log_lik, {**found, "second_pass": False}, notes)
+        first = log_lik.copy()
+        first[~table.valid] = 0.0
+        states, probs = smooth(first, table.epoch_s)
+        conf = probs[np.arange(len(states)), states]
+        sure = table.valid & (conf >= self.confident)
+        counts = {STATES[i]: int((sure & (states == i)).sum()) for i in range(len(STATES))}
+        classes = [i for i in range(len(STATES)) if present[i] and counts[STATES[i]] >= self.min_per_state]
+        if len(classes) < 2:
+            found.update(second_pass=False, confident_epochs=counts)
+            return Evidence(log_lik, found, notes)
+        from pipeline.sleep.xgb import fit_booster, predict_log_proba
+
+        train = sure & np.isin(states, classes)
+        booster = fit_booster(table.values[train], states[train], classes)
+        log_p = predict_log_proba(booster, table.values, classes)
+        prior = np.log(np.array([max(np.mean(states[train] == c), 1e-3) for c in classes]))
+        ev = np.full((len(table), len(STATES)), -1e6)
+        ev[:, classes] = log_p - prior[None]  # p(state | x) / p(state): a scaled likelihood
+        found.update(second_pass=True, confident_epochs=counts)
+        return Evidence(ev, found, notes)
