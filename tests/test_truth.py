@@ -267,3 +267,16 @@ def test_recording_without_scores(tmp_path):
     _raw().save(path, verbose="error")
     assert _error(path) == (f"{path}: the file has no annotation that scores a sleep state "
                             "(only events of no duration, gaps or none at all)")
+
+
+def test_the_synthetic_recordings_ground_truth_reads_back(tmp_path):
+    # ground_truth/hypnogram.tsv as `ephys synth` writes it: one row per epoch, `gap`
+    # where the recording is missing, the last epoch cut at the end (here 2 s of 4 s).
+    from pipeline.synth.ground_truth import epoch_labels as synth_epochs, hypnogram_tsv
+
+    states = [0, 0, 1, 1, 1, 2, 2, 0, 1, 1]
+    onsets, durations, names = synth_epochs(states, 10, 4.0, 38.0, missing_s=(12.0, 20.0))
+    path = _write(tmp_path, "hypnogram.tsv", hypnogram_tsv(onsets, durations, names))
+    assert epoch_labels(path, epoch_s=4.0, n_epochs=10).tolist() == [
+        "wake", "wake", "nrem", "unclassified", "unclassified", "rem", "rem", "wake", "nrem",
+        "unclassified"]  # the last epoch: 2 s of NREM is no majority of 4 s
