@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,10 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError)):
+        return True
+    # A connection cut while the client writes over TLS (the server went away mid-upload):
+    # depending on timing Python reports a broken pipe (above) or a TLS end-of-file.
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         return True
     try:
         import httplib2

@@ -474,3 +474,16 @@ def test_a_row_in_the_google_sheet_to_figures_in_the_drive_folder(project, googl
         assert not any(s.encode() in f["content"] for s in secrets), f"a credential uploaded in {f['name']}"
     assert not any(s in json.dumps(fake.values(google.sid)) for s in secrets)
     assert urllib.parse.quote(secrets[0][:20]) not in proc.stderr and secrets[0][:20] not in proc.stderr
+
+
+def test_a_connection_cut_during_a_tls_write_is_transient_and_a_bug_is_not():
+    """The server closing mid-upload shows up as a broken pipe or, depending on timing, as a
+    TLS end-of-file (seen in CI); both are tried again, a programming error is not."""
+    import ssl
+
+    from pipeline.google_api import is_transient
+
+    assert is_transient(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    assert is_transient(BrokenPipeError())
+    assert not is_transient(ssl.SSLCertVerificationError("certificate verify failed"))
+    assert not is_transient(ValueError("bad value"))
