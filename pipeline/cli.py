@@ -195,6 +195,51 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _codes(text: str | None) -> dict | None:
+    from pipeline.errors import ConfigError
+
+    if not text:
+        return None
+    codes = {}
+    for item in text.split(","):
+        code, sep, state = item.partition("=")
+        if not sep or not code.strip() or not state.strip():
+            raise ConfigError(f"--codes: {item.strip()!r} is not CODE=STATE (e.g. --codes 1=wake,2=nrem,3=rem)")
+        codes[code.strip()] = state.strip()
+    return codes
+
+
+def cmd_score(args) -> int:
+    from pipeline.sleep.score_file import score_file
+
+    result = score_file(args.file, args.out, eeg=_names(args.eeg), emg=args.emg, epoch_s=args.epoch_s,
+                        model=args.model, truth=args.truth, codes=_codes(args.codes),
+                        min_confidence=args.min_confidence, min_bout_s=args.min_bout_s)
+    summary = result["summary"]
+    log.info("wrote the hypnogram, probabilities, annotations, summary and review of %d epochs to %s",
+             summary["n_epochs"], args.out)
+    if result["agreement"] is not None:
+        print(json.dumps(result["agreement"]))
+    else:
+        print(json.dumps({"fractions": summary["fractions"], "notes": summary["notes"]}))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pipeline.sleep.train import train
+
+    header = train(args.manifest, args.out, name=args.name, epoch_s=args.epoch_s, eeg=_names(args.eeg) or None,
+                   emg=args.emg, codes=_codes(args.codes), evaluate_first=not args.no_evaluation)
+    ev = header["evaluation"]
+    log.info("saved %s (%s): trained on %d recordings", args.out, header["version"], len(header["trained_on"]))
+    print(json.dumps({"model": str(args.out), "version": header["version"], "evaluation": ev}))
+    return 0
+
+
 def _hour_or_none(text: str | float | None) -> float | None:
     if text is None or str(text).strip().lower() in ("none", "null", ""):
         return None
@@ -484,6 +529,37 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{name}", help=f"where to write the {name} ({Path(layout.OUTPUTS[name]).name})")
     s.add_argument("--out-dir", help="write all five under their usual names in this folder")
     s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("score", help="score the sleep of any recording MNE reads (EDF, FIF, BrainVision ...)",
+                       description="Score sleep states of a recording file a lab already has. Writes "
+                                   "hypnogram.tsv, probabilities.tsv, hypnogram-annot.fif, summary.json, review.tsv "
+                                   "and features.tsv into --out; with --truth, prints agreement as one JSON line.")
+    s.add_argument("file")
+    s.add_argument("--eeg", required=True, help="EEG channel names, comma-separated: the cortical (slow-wave) one "
+                                                "first, the theta one (parietal, hippocampal) last")
+    s.add_argument("--emg", help="the EMG channel's name (none: muscle tone is estimated from the EEG where the "
+                                 "rate allows)")
+    s.add_argument("--out", required=True, help="folder for the outputs")
+    s.add_argument("--epoch-s", type=float, default=4.0, choices=[2.0, 2.5, 4.0, 5.0, 10.0])
+    s.add_argument("--model", help="a model file made by `ephys train` (default: label-free scoring)")
+    s.add_argument("--truth", help="a scoring file to compare with (intervals, one state per epoch, annotations)")
+    s.add_argument("--codes", help="what numeric states in --truth mean, e.g. 1=wake,2=nrem,3=rem")
+    s.add_argument("--min-confidence", type=float, default=0.5)
+    s.add_argument("--min-bout-s", type=float, default=0.0)
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("train", help="train an XGBoost sleep model on recordings scored by people",
+                       description="Train a sleep model from a manifest (TSV: source, truth, animal) and report "
+                                   "its leave-one-animal-out agreement. See pipeline/sleep/train.py.")
+    s.add_argument("manifest")
+    s.add_argument("--out", required=True, help="the model file to write (JSON)")
+    s.add_argument("--name", default="lab", help="a short name, part of the model's version")
+    s.add_argument("--epoch-s", type=float, default=4.0, choices=[2.0, 2.5, 4.0, 5.0, 10.0])
+    s.add_argument("--eeg", help="for recording files: EEG channel names, as for `ephys score`")
+    s.add_argument("--emg", help="for recording files: the EMG channel's name")
+    s.add_argument("--codes", help="what numeric states in the scoring files mean, e.g. 1=wake,2=nrem,3=rem")
+    s.add_argument("--no-evaluation", action="store_true", help="skip the leave-one-animal-out evaluation")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("figures", help="draw the figures, the PDF report and provenance.json")
     s.add_argument("recording_json")
