@@ -65,7 +65,7 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     assert planned_rules(dry.stdout) == {"figures": 1, "publish": 1, "all": 1}, dry.stdout
     project.set_config(figures={"lights_on": 7})
     new_model = subprocess.run(
-        [sys.executable, "-c", "import sys, pipeline.sleep.staging as s; s.MODEL_VERSION = 'label-free-99'; "
+        [sys.executable, "-c", "import sys, pipeline.sleep.models as m; m.LABEL_FREE_VERSION = 'label-free-99'; "
          "from snakemake.cli import main; sys.argv[0] = 'snakemake'; main()",
          "--snakefile", str(REPO / "Snakefile"), "-n", "--cores", "1"],
         cwd=project.dir, capture_output=True, text=True, timeout=300)
@@ -75,10 +75,34 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     assert planned_rules(dry.stdout) == {"spectrogram": 3, "features": 3, "classify": 1, "figures": 1, "publish": 1,
                                          "all": 1}, dry.stdout
     project.set_config(sleep={"epoch_s": 4})
+    # A trained model file is an input of classify: choosing one, or replacing it,
+    # scores again and computes nothing before.
+    model = project.dir / "models" / "lab.json"
+    write_tiny_model(model, name="lab")
+    project.set_config(sleep={"model": "models/lab.json"})
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"classify": 1, "figures": 1, "publish": 1, "all": 1}, dry.stdout
+    project.set_config(sleep={"model": None})
     cmap = raw / "channel_map.yaml"
     cmap.write_text(cmap.read_text() + "# checked again by the lab\n")
     dry = project.snakemake("-n", "--cores", "1")
     assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
+
+
+def write_tiny_model(path: Path, *, name: str) -> dict:
+    """A real model file (an XGBoost booster fitted on random numbers): enough for the
+    workflow to read its version, not to score anything well."""
+    import numpy as np
+
+    from pipeline.sleep.hmm import transition_matrix
+    from pipeline.sleep.xgb import fit_booster, save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    booster = fit_booster(rng.normal(size=(60, 2)), np.repeat([0, 1, 2], 20), [0, 1, 2], rounds=2)
+    return save_model(path, name=name, booster=booster, feature_names=["a", "b"], epoch_s=4.0, classes=[0, 1, 2],
+                      class_prior={"wake": 1 / 3, "nrem": 1 / 3, "rem": 1 / 3}, transitions=transition_matrix(4.0),
+                      trained_on=[], evaluation={})
 
 
 def test_a_config_file_given_to_snakemake_is_read_alone(project, recording_in):
