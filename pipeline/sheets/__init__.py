@@ -57,7 +57,12 @@ class SheetBusy(BackendUnavailable):
 
 class Sheet(Protocol):
     def read_rows(self) -> list[Row]:
-        """Every non-empty row, each with all of COLUMNS present ('' where empty)."""
+        """Every non-empty row, each with all of COLUMNS present ('' where empty).
+
+        Raises BackendUnavailable when the sheet cannot be read now (unreachable, or a
+        file caught half saved) and ConfigError when its header lacks a REQUIRED_COLUMNS
+        column; either way the poll does nothing, and the next one tries again.
+        """
 
     def apply_updates(self, updates: list[Update]) -> int:
         """Write pipeline-column values to the rows with the given keys, in one write.
