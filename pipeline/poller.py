@@ -31,8 +31,14 @@ from pipeline.sheets import Row, Sheet, Update, make_sheet, row_key
 
 log = logging.getLogger(__name__)
 
-TRUTHY = {"1", "true", "yes", "y", "x", "✓", "☑", "rerun"}
+# What people type (or a checkbox exports: TRUE, WAHR, VRAI ...) in rerun, either way.
+RERUN_YES = {"1", "true", "yes", "y", "x", "✓", "✔", "☑", "☒", "rerun", "again", "ja", "j", "oui", "o", "si", "sí",
+             "sì", "wahr", "vrai", "verdadero", "vero", "waar", "sim", "tak"}
+RERUN_NO = {"", "0", "false", "no", "n", "nein", "non", "falsch", "faux", "falso", "onwaar", "nie", "não", "☐", "-"}
 ACTIVE = ("queued", "running")
+# Every status the pipeline writes; anything else in the cell was typed by a person.
+KNOWN_STATUSES = {"", "invalid", "queued", "running", "done", "failed", "cancelled"}
+RERUN_WORDS_MESSAGE = "write yes (or x, ja, oui, sí, TRUE, a ticked box) in rerun"
 
 
 def now_text() -> str:
@@ -133,7 +139,22 @@ class Poller:
         """What this poll writes into one row (None: nothing), starting its run if it is new."""
         key = row_key(row)
         status = (row.get("status") or "").strip().lower()
-        rerun = (row.get("rerun") or "").strip().lower() in TRUTHY
+        rerun_cell = (row.get("rerun") or "").strip()
+        rerun = rerun_cell.lower() in RERUN_YES
+        if status not in KNOWN_STATUSES:
+            # A word typed by a person (`new`, `todo`, `please run`): a request to process a
+            # row the pipeline has not processed; for one it has, say what it understands.
+            old = registered.get(key[0])
+            if old and not rerun and old.raw_path == self._raw_path_or_none(row) and \
+                    old.animal == (row.get("animal") or "").strip():
+                return self._changed(row, {"message": f"The status {status!r} was typed by hand; the pipeline fills "
+                                                      f"in status itself. To process this row again, "
+                                                      f"{RERUN_WORDS_MESSAGE}."})
+            status = ""
+        if rerun_cell.lower() not in RERUN_YES | RERUN_NO and status in ("done", "failed", "cancelled"):
+            return self._changed(row, {"message": f"The rerun cell says {rerun_cell[:40]!r}, which the pipeline does "
+                                                  f"not understand: to process this row again, {RERUN_WORDS_MESSAGE}; "
+                                                  "otherwise leave it empty."})
         if status in ("", "invalid") or rerun:
             try:
                 rec = self._validate(row, rows, registered)
@@ -167,8 +188,8 @@ class Poller:
             return fresh | (waiting or self._row_state(rec.recording_id, run, row, report, force=True))
         if status in ACTIVE:
             rec = registered.get(key[0])
-            if rec is None:
-                return None  # claimed by a registry that is gone; a person can tick rerun
+            if rec is None:  # copied from another row, or a registry that is gone
+                return self._never_processed(row, status)
             run = self.runs.load(rec.run_id) or self.runs.load(row.get("run_id") or "")
             if run is None:  # claimed, but the poller stopped before the run file was written
                 run = self._claim(rec, rerun=False, run_id=rec.run_id)
@@ -188,18 +209,28 @@ class Poller:
                                                       "message": f"{state.message} Starting again."})
             return self._row_state(rec.recording_id, run, row, report, state=state) or None
         if status in ("done", "failed"):
-            return self._changed_since_processed(row, registered.get(key[0]))
+            rec = registered.get(key[0])
+            if rec is None:
+                return self._never_processed(row, status)
+            return self._changed_since_processed(row, rec)
         return None
+
+    def _raw_path_or_none(self, row: Row) -> str | None:
+        try:
+            return str(resolve_raw_path(row.get("raw_path", ""), self.config["data_roots"]))
+        except RowError:
+            return None
+
+    def _never_processed(self, row: Row, status: str) -> dict | None:
+        """A row whose status says the pipeline worked on it, which it has no record of
+        (a row copied with its status, or a registry that was removed): say so."""
+        return self._changed(row, {"message": f"This row says {status!r}, but the pipeline has no record of "
+                                              f"processing it (copied from another row?). To process it, "
+                                              f"{RERUN_WORDS_MESSAGE}, or empty the status cell."})
 
     def _changed_since_processed(self, row: Row, rec: Recording | None) -> dict | None:
         """A processed row whose animal or raw_path a person changed since: say so."""
-        if rec is None:
-            return None
-        try:
-            raw = str(resolve_raw_path(row.get("raw_path", ""), self.config["data_roots"]))
-        except RowError:
-            raw = None
-        if raw == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
+        if self._raw_path_or_none(row) == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
             return None
         return self._changed(row, {"message": "The animal or raw_path changed since this recording was processed; "
                                               "tick rerun to process it with the new values."})

@@ -8,6 +8,7 @@ number remembered from the read, because people sort and insert rows meanwhile.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from pipeline.config import backend_module
@@ -26,6 +27,25 @@ Row = dict[str, str]
 Update = tuple[RowKey, dict[str, str]]
 
 
+# Without these a row cannot be identified (row_key): a header must name them.
+REQUIRED_COLUMNS = ["recording_id", "animal", "raw_path"]
+
+
+def label_key(label: str) -> str:
+    """A header label as it is compared: case, spaces, underscores and hyphens aside, so
+    that `Recording ID`, `recording_id` and `recording-id` name the same column."""
+    return re.sub(r"[\s_\-]+", " ", str(label)).strip().casefold()
+
+
+def match_header(header: list[str], labels: dict[str, str]) -> dict[str, int]:
+    """Column name -> index of the first header cell whose label matches `labels[name]`;
+    names no cell matches are left out (the caller says which it cannot do without)."""
+    first: dict[str, int] = {}
+    for j, label in enumerate(header):
+        first.setdefault(label_key(label), j)
+    return {col: first[label_key(label)] for col, label in labels.items() if label_key(label) in first}
+
+
 def row_key(row: Row) -> RowKey:
     """What identifies a row to the pipeline: the cells a person typed to describe it."""
     return tuple((row.get(c) or "").strip() for c in ("recording_id", "animal", "raw_path"))
@@ -37,7 +57,12 @@ class SheetBusy(BackendUnavailable):
 
 class Sheet(Protocol):
     def read_rows(self) -> list[Row]:
-        """Every non-empty row, each with all of COLUMNS present ('' where empty)."""
+        """Every non-empty row, each with all of COLUMNS present ('' where empty).
+
+        Raises BackendUnavailable when the sheet cannot be read now (unreachable, or a
+        file caught half saved) and ConfigError when its header lacks a REQUIRED_COLUMNS
+        column; either way the poll does nothing, and the next one tries again.
+        """
 
     def apply_updates(self, updates: list[Update]) -> int:
         """Write pipeline-column values to the rows with the given keys, in one write.

@@ -2,7 +2,7 @@
 poll's writes in one values:batchUpdate.
 
 The header row names the columns (`sheet.columns` maps the pipeline's names to a lab's
-own labels; labels match forgivingly: case, spaces and underscores aside). Rows are
+own labels; labels match forgivingly: case, spaces, underscores and hyphens aside). Rows are
 identified as in the local sheet, by who they are (row_key), and a write goes to the
 rows where this poll's read found them, never to a row number remembered from an
 earlier poll. Text a person could read as a formula is written so that it stays text;
@@ -12,26 +12,21 @@ the results link is a clickable HYPERLINK; a rerun checkbox is unticked as a che
 from __future__ import annotations
 
 import logging
-import re
 
 from pipeline.errors import ConfigError
 from pipeline.google_api import SHEETS_SCOPE, GoogleSettings, load_credentials, requests_session, with_retries
-from pipeline.sheets import COLUMNS, PIPELINE_COLUMNS, Row, Update, check_writable, row_key
+from pipeline.sheets import (COLUMNS, PIPELINE_COLUMNS, REQUIRED_COLUMNS, Row, Update, check_writable, match_header,
+                             row_key)
 
 log = logging.getLogger(__name__)
 
 READ_RANGE = "A1:ZZ"  # the used range: Google trims trailing empty rows and cells
 FORMULA_START = ("=", "+", "-", "@")
 CHECKBOX_VALUES = {"TRUE", "FALSE"}
-REQUIRED = ["recording_id", "animal", "raw_path"]
 
 
 def open_sheet(config: dict) -> "GoogleSheet":
     return GoogleSheet(config["sheet"], GoogleSettings.from_config(config))
-
-
-def _normalise(label: str) -> str:
-    return re.sub(r"[\s_]+", " ", str(label)).strip().lower()
 
 
 def column_letter(index: int) -> str:
@@ -127,15 +122,8 @@ class GoogleSheet:
         return out
 
     def _match_header(self, header: list[str]) -> dict[str, int]:
-        by_label = {}
-        for j, label in enumerate(header):
-            by_label.setdefault(_normalise(label), j)
-        found = {}
-        for col in COLUMNS:
-            j = by_label.get(_normalise(self.labels[col]))
-            if j is not None:
-                found[col] = j
-        missing = [self.labels[c] for c in REQUIRED if c not in found]
+        found = match_header(header, self.labels)
+        missing = [self.labels[c] for c in REQUIRED_COLUMNS if c not in found]
         if missing:
             raise ConfigError(f"the sheet's header row (row 1) has no column {missing[0]!r}; add it, or name the "
                               f"column the lab uses in sheet.columns of config.yaml.")
