@@ -344,7 +344,7 @@ def test_ground_truth_files(make_rec):
     assert truth["dead_channel"] in lfp and truth["noisy_channel"] in lfp
     assert truth["dead_channel"] != truth["noisy_channel"]
     assert set(truth["region_gains"]) == {"cortex", "hippocampus", "thalamus", "emg"}
-    assert all(0.7 <= g <= 1.4 for g in truth["region_gains"].values())
+    assert all(0.5 <= g <= 2.0 for g in truth["region_gains"].values())
     assert all(5 <= a <= 30 for c, a in truth["line_amplitude_uV"].items() if c != truth["dead_channel"])
     fr = {s: sum(r[2] == s for r in rows) / n_epochs for s in ("wake", "nrem", "rem")}
     assert fr == pytest.approx(summary["state_fractions"])
@@ -362,10 +362,10 @@ def test_30_min_state_fractions_are_mouse_like(seed):
     assert 0.40 <= fr[hypnogram.NREM] <= 0.55
     assert 0.05 <= fr[hypnogram.REM] <= 0.12
     check_rem_follows_nrem([hypnogram.STATE_NAMES[s] for s in states])
-    # Bouts: NREM bouts last minutes, REM bouts 40-120 s (allowing the recording's ends).
+    # Bouts: REM bouts last 20 s to 3 min (allowing the recording's ends).
     bouts = bout_lengths(states)
     rem = [d * EPOCH for s, d, inner in bouts if s == hypnogram.REM and inner]
-    assert all(36 <= d <= 124 for d in rem)
+    assert all(20 <= d <= 180 for d in rem)
 
 
 def bout_lengths(states):
@@ -422,13 +422,14 @@ def test_spectral_content_follows_states(make_rec, seed):
     good = lambda region: [c for c in layout["regions"][region] if c not in bad]  # noqa: E731
     med = lambda v, s: float(np.median(v[states == s]))  # noqa: E731
 
+    # The states overlap as in real mice (d' around 2.5-3, measured on long animals in
+    # test_separations_are_those_of_real_mice): in 5 minutes only the direction is certain.
     hip = good("hippocampus")
     theta_delta = epoch_band_power(out, hip, n, 6, 9) / epoch_band_power(out, hip, n, 1, 4)
-    assert med(theta_delta, "rem") > 3 * med(theta_delta, "nrem")
-    assert med(theta_delta, "rem") > 1.0
+    assert med(theta_delta, "rem") > 1.5 * med(theta_delta, "nrem")
 
     delta = epoch_band_power(out, good("cortex"), n, 1, 4)
-    assert med(delta, "nrem") > 2 * med(delta, "wake")
+    assert med(delta, "nrem") > 1.2 * med(delta, "wake")
 
     # Line noise sits inside 30-200 Hz; leave out its bins, as any EMG analysis would.
     line = truth["line_freq"]
