@@ -65,7 +65,7 @@ _EMG_VARIATION_SIGMA = 0.35
 _HEART_RATE_HZ = (8.0, 10.0)  # the animal's waking rate is drawn from this range
 _HEART_RATE_FACTOR = {WAKE: 1.0, NREM: 0.88, REM: 0.93}
 _QRS_SIGMA_S = 0.003  # width of the spike: its power lies at 20-100 Hz, inside the EMG band
-_QRS_PEAK_UV = (8.0, 20.0)  # peak, before the EMG gain: comparable to the NREM tone
+_QRS_PEAK_UV = (15.0, 30.0)  # peak, before the EMG gain: like the NREM tone's peaks (RMS 7 µV)
 _DEPTH_SCALED = ("delta", "sigma")
 # Peak amplitude (µV, before region gain) that an event of relative size 1 adds to a band.
 _EVENT_PEAKS = {
@@ -109,7 +109,10 @@ class _Heartbeat:
     def __init__(self, times: np.ndarray, peak_v: float, low_fs: float):
         self.times = np.sort(times)
         self.peak_v = peak_v
-        half = int(math.ceil(5 * _QRS_SIGMA_S * low_fs))
+        # At 250 Hz a 3-ms spike falls between samples: widen it to a sample, as the
+        # anti-aliasing filter of a low-rate recorder would, so that every beat looks alike.
+        self.sigma_s = max(_QRS_SIGMA_S, 1.0 / low_fs)
+        half = int(math.ceil(5 * self.sigma_s * low_fs))
         self.offsets = np.arange(-half, half + 1)
         self.low_fs = low_fs
 
@@ -123,7 +126,7 @@ class _Heartbeat:
             return out
         tb = self.times[lo:hi]
         idx = np.rint(tb * fs).astype(np.int64)[:, None] + self.offsets  # absolute low-rate samples
-        u = (idx / fs - tb[:, None]) / _QRS_SIGMA_S
+        u = (idx / fs - tb[:, None]) / self.sigma_s
         wave = -u * np.exp(0.5 - 0.5 * u * u)  # biphasic, peak 1
         rel = idx - j0
         keep = (rel >= 0) & (rel < n)
