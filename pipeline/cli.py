@@ -65,8 +65,23 @@ def _progress_logger(what: str, every_s: float):
 
 # -- stage commands ------------------------------------------------------------------
 def cmd_synth(args) -> int:
-    from pipeline.synth import write_synthetic_recording
+    from pipeline.synth import write_synthetic_edf, write_synthetic_recording
 
+    if (args.out_dir is None) == (args.edf is None):
+        raise SystemExit("ephys synth: give either OUT_DIR (a Neuralynx folder) or --edf OUT.edf, not both or neither.")
+    if args.edf is not None:
+        if args.gap:
+            raise SystemExit("ephys synth: --gap is for Neuralynx folders; an EDF is written without gaps.")
+        hours = args.hours if args.hours is not None else args.duration / 3600.0
+        summary = write_synthetic_edf(args.edf, hours=hours, seed=args.seed,
+                                      rate=250.0 if args.rate is None else args.rate)
+        log.info("wrote %s and %s", summary["edf"], summary["truth"])
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    if args.hours is not None:
+        args.duration = args.hours * 3600.0
+    if args.rate is None:
+        args.rate = 32000.0
     gap = None
     if args.gap:
         start, _, length = args.gap.partition(":")
@@ -471,11 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="more detail in the log")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("synth", help="write a synthetic Neuralynx recording with its ground truth")
-    s.add_argument("out_dir")
+    s = sub.add_parser("synth", help="write a synthetic Neuralynx recording (or EEG/EMG EDF) with its ground truth")
+    s.add_argument("out_dir", nargs="?", help="folder for the Neuralynx recording (or give --edf)")
+    s.add_argument("--edf", help="instead: write EEG_cortex, EEG_hippocampus and EMG as this EDF, with the "
+                                 "scoring (one row per bout) beside it as NAME.truth.tsv")
     s.add_argument("--duration", type=parse_duration, default=600.0, help="length, e.g. 30m, 1h, 90s (default 10m)")
+    s.add_argument("--hours", type=float, help="length in hours (instead of --duration)")
     s.add_argument("--channels", type=int, default=64)
-    s.add_argument("--rate", type=float, default=32000.0, help="sampling rate in Hz (default 32000)")
+    s.add_argument("--rate", type=float, help="sampling rate in Hz (default 32000; 250 with --edf)")
     s.add_argument("--seed", type=int, default=0, help="animal: another seed is another animal")
     s.add_argument("--gap", help="leave out records: START:LENGTH, e.g. 5m:30s")
     s.set_defaults(func=cmd_synth)

@@ -344,7 +344,7 @@ def test_ground_truth_files(make_rec):
     assert truth["dead_channel"] in lfp and truth["noisy_channel"] in lfp
     assert truth["dead_channel"] != truth["noisy_channel"]
     assert set(truth["region_gains"]) == {"cortex", "hippocampus", "thalamus", "emg"}
-    assert all(0.7 <= g <= 1.4 for g in truth["region_gains"].values())
+    assert all(0.5 <= g <= 2.0 for g in truth["region_gains"].values())
     assert all(5 <= a <= 30 for c, a in truth["line_amplitude_uV"].items() if c != truth["dead_channel"])
     fr = {s: sum(r[2] == s for r in rows) / n_epochs for s in ("wake", "nrem", "rem")}
     assert fr == pytest.approx(summary["state_fractions"])
@@ -362,10 +362,10 @@ def test_30_min_state_fractions_are_mouse_like(seed):
     assert 0.40 <= fr[hypnogram.NREM] <= 0.55
     assert 0.05 <= fr[hypnogram.REM] <= 0.12
     check_rem_follows_nrem([hypnogram.STATE_NAMES[s] for s in states])
-    # Bouts: NREM bouts last minutes, REM bouts 40-120 s (allowing the recording's ends).
+    # Bouts: REM bouts last 20 s to 3 min (allowing the recording's ends).
     bouts = bout_lengths(states)
     rem = [d * EPOCH for s, d, inner in bouts if s == hypnogram.REM and inner]
-    assert all(36 <= d <= 124 for d in rem)
+    assert all(20 <= d <= 180 for d in rem)
 
 
 def bout_lengths(states):
@@ -422,13 +422,14 @@ def test_spectral_content_follows_states(make_rec, seed):
     good = lambda region: [c for c in layout["regions"][region] if c not in bad]  # noqa: E731
     med = lambda v, s: float(np.median(v[states == s]))  # noqa: E731
 
+    # The states overlap as in real mice (d' around 2.5-3, measured on long animals in
+    # test_separations_are_those_of_real_mice): in 5 minutes only the direction is certain.
     hip = good("hippocampus")
     theta_delta = epoch_band_power(out, hip, n, 6, 9) / epoch_band_power(out, hip, n, 1, 4)
-    assert med(theta_delta, "rem") > 3 * med(theta_delta, "nrem")
-    assert med(theta_delta, "rem") > 1.0
+    assert med(theta_delta, "rem") > 1.5 * med(theta_delta, "nrem")
 
     delta = epoch_band_power(out, good("cortex"), n, 1, 4)
-    assert med(delta, "nrem") > 2 * med(delta, "wake")
+    assert med(delta, "nrem") > 1.2 * med(delta, "wake")
 
     # Line noise sits inside 30-200 Hz; leave out its bins, as any EMG analysis would.
     line = truth["line_freq"]
@@ -464,3 +465,146 @@ def test_ignored_channels_carry_only_noise_and_line(tmp_path):
         assert line_power == pytest.approx(expected, rel=0.2)
         slow = p[(f >= 1) & (f <= 30)].sum() * df
         assert slow < (3e-6) ** 2  # no neural signal below 30 Hz
+
+
+# -- low-rate EEG/EMG animals and how hard they are -------------------------------------
+# Measured like real mouse data by bench/sleep.py; real mice give REM/NREM d' about 2.7 on
+# theta/delta, wake/NREM d' about 3 on EMG power, NREM bouts of minutes, 5-12 brief
+# arousals per NREM hour.
+EDF_HOURS, EDF_RATE, EDF_SEEDS = 2.0, 250.0, (1, 2, 3)
+
+
+def load_sleep_bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "sleep.py"
+    spec = importlib.util.spec_from_file_location("sleep_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def edf_animals(tmp_path_factory):
+    """(edf, truth, difficulty) of three 2-hour animals at 250 Hz."""
+    bench = load_sleep_bench()
+    files = bench.generate_animals(tmp_path_factory.mktemp("edf"), hours=EDF_HOURS, animals=len(EDF_SEEDS),
+                                   rate=EDF_RATE, first_seed=EDF_SEEDS[0])
+    return [(edf, truth, bench.difficulty(edf, truth)) for edf, truth in files]
+
+
+def test_edf_round_trips_through_mne(edf_animals):
+    import mne
+
+    for edf, truth, _ in edf_animals:
+        raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
+        assert raw.ch_names == ["EEG_cortex", "EEG_hippocampus", "EMG"]
+        assert raw.info["sfreq"] == EDF_RATE
+        assert raw.n_times == int(EDF_HOURS * 3600 * EDF_RATE)
+        assert raw.info["meas_date"] == START
+        rms = np.sqrt(np.mean(raw.get_data() ** 2, axis=1))
+        assert all(20e-6 < v < 500e-6 for v in rms[:2]), rms  # EEG of tens to hundreds of µV
+        assert 2e-6 < rms[2] < 200e-6, rms  # EMG: a few to tens of µV
+        lines = truth.read_text().splitlines()
+        assert lines[0] == "onset\tduration\tstate"
+        rows = [line.split("\t") for line in lines[1:]]
+        onsets, durations = np.array([float(r[0]) for r in rows]), np.array([float(r[1]) for r in rows])
+        assert onsets[0] == 0 and np.allclose(onsets[1:], onsets[:-1] + durations[:-1])  # contiguous
+        assert onsets[-1] + durations[-1] == EDF_HOURS * 3600
+        assert {r[2] for r in rows} == {"wake", "nrem", "rem"}
+        assert all(a[2] != b[2] for a, b in zip(rows, rows[1:]))  # one row per bout
+        check_rem_follows_nrem([r[2] for r in rows])
+
+
+def test_separations_are_those_of_real_mice(edf_animals):
+    figs = [fig for _, _, fig in edf_animals]
+    rem_nrem = [f["d_rem_nrem_theta_delta"] for f in figs]
+    emg = [f["d_wake_nrem_emg"] for f in figs]
+    # Neither the old 5-8 nor so little that REM is not there.
+    assert all(1.8 <= d <= 3.6 for d in rem_nrem), rem_nrem
+    assert 2.2 <= np.mean(rem_nrem) <= 3.3, rem_nrem
+    # Quiet wake has theta: without EMG, REM and quiet wake hardly separate.
+    assert all(abs(f["d_rem_quiet_wake_theta_delta"]) < 1.5 for f in figs), figs
+    assert all(2.0 <= d <= 4.0 for d in emg), emg
+    assert 2.4 <= np.mean(emg) <= 3.6, emg
+    assert all(f["d_nrem_rem_emg"] > 0.5 for f in figs)  # REM atonia, below the NREM tone
+
+
+def test_bout_structure_is_mouse_like(edf_animals):
+    for _, _, fig in edf_animals:
+        b = fig["bouts"]
+        assert 90 <= b["nrem"]["median_s"] <= 300, b["nrem"]
+        assert 45 <= b["rem"]["median_s"] <= 100, b["rem"]
+        assert b["rem"]["max_s"] <= 180
+        assert 3 <= b["brief_arousals_per_nrem_h"] <= 15, b
+        assert 0.04 <= b["fractions"]["rem"] <= 0.14 and 0.35 <= b["fractions"]["nrem"] <= 0.75, b["fractions"]
+    # Bouts long enough to matter: NREM of 5+ minutes, wake of 10+ minutes in one of them.
+    assert max(fig["bouts"]["nrem"]["max_s"] for _, _, fig in edf_animals) >= 300
+    assert max(fig["bouts"]["wake"]["max_s"] for _, _, fig in edf_animals) >= 600
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_day_long_bouts_are_mouse_like(seed):
+    # A day's hypnogram (cheap: no signal): REM 4-9 % and NREM 40-56 % of the day, NREM bouts
+    # with a tail past 10 minutes, wake bouts from seconds to over half an hour, REM skewed.
+    n = int(86400 / EPOCH)
+    states, _, _ = hypnogram._hypnogram(seed, n, EPOCH, START)
+    fr = np.bincount(states, minlength=3) / n
+    assert 0.04 <= fr[hypnogram.REM] <= 0.09 and 0.40 <= fr[hypnogram.NREM] <= 0.56, fr
+    bouts = bout_lengths(states)
+    dur = {s: np.array([d * EPOCH for st, d, _ in bouts if st == s]) for s in (0, 1, 2)}
+    assert dur[hypnogram.NREM].max() >= 600 and 100 <= np.median(dur[hypnogram.NREM]) <= 300
+    assert dur[hypnogram.WAKE].min() <= 8 and dur[hypnogram.WAKE].max() >= 1800
+    rem = dur[hypnogram.REM]
+    assert 55 <= np.median(rem) <= 90 and np.mean(rem) > np.median(rem)  # skewed to long bouts
+    assert rem.min() >= 20 and rem.max() <= 180
+
+
+def test_emg_has_a_heartbeat(edf_animals):
+    import mne
+
+    bench = load_sleep_bench()
+    for edf, truth, _ in edf_animals:
+        x = mne.io.read_raw_edf(edf, preload=True, verbose="error").get_data(picks=["EMG"])[0]
+        n = int(EPOCH * EDF_RATE)
+        epochs = x[: x.size // n * n].reshape(-1, n)
+        states = bench.epoch_states(bench.read_truth(truth), len(epochs))
+        # In REM atonia the EMG's power envelope beats at the heart rate (7-10 Hz); line
+        # noise is notched out first, or its products with the beat's harmonics show up too.
+        b, a = signal.iirnotch(60.0, 10.0, fs=EDF_RATE)
+        epochs = signal.filtfilt(b, a, epochs, axis=1)
+        for state in ("rem",):
+            env = epochs[states == state] ** 2
+            f, p = signal.periodogram(env - env.mean(axis=1, keepdims=True), fs=EDF_RATE, axis=1)
+            p = p.mean(axis=0)
+            sel = (f >= 3) & (f <= 16)
+            assert 6.5 <= f[sel][np.argmax(p[sel])] <= 10.5, (edf.name, state)
+            assert p[sel].max() > 3 * np.median(p[sel]), (edf.name, state)
+
+
+def test_seeds_give_animals_with_different_gains(tmp_path):
+    from pipeline.synth import write_synthetic_edf
+
+    a = write_synthetic_edf(tmp_path / "a.edf", hours=0.05, seed=11)
+    b = write_synthetic_edf(tmp_path / "b.edf", hours=0.05, seed=12)
+    again = write_synthetic_edf(tmp_path / "again.edf", hours=0.05, seed=11)
+    assert (tmp_path / "a.edf").read_bytes() == (tmp_path / "again.edf").read_bytes()
+    assert a["region_gains"] == again["region_gains"] != b["region_gains"]
+    # Over many animals the gains span x0.5-2, not a narrow band around 1.
+    gains = [g for s in range(40) for g in signals._LowRateSignal(
+        s, default_layout(5), [f"CSC{i}" for i in range(1, 6)], np.zeros(3, dtype=np.int8), np.zeros(3),
+        np.ones(3), {k: None for k in ("movement", "twitch", "spindle", "ripple", "artefact")}, EPOCH, 1000.0,
+    ).region_gain.values()]
+    assert 0.5 <= min(gains) < 0.6 and 1.7 < max(gains) <= 2.0
+
+
+def test_cli_writes_an_edf(tmp_path):
+    import mne
+
+    from pipeline.cli import main
+
+    out = tmp_path / "animal.edf"
+    assert main(["synth", "--edf", str(out), "--hours", "0.1", "--rate", "1000", "--seed", "4"]) == 0
+    raw = mne.io.read_raw_edf(out, verbose="error")
+    assert raw.info["sfreq"] == 1000.0 and raw.n_times == 360 * 1000
+    assert (tmp_path / "animal.truth.tsv").read_text().startswith("onset\tduration\tstate\n")

@@ -1,8 +1,9 @@
 """The synthetic animal's sleep: wake, NREM and REM per scoring epoch, with the light cycle.
 
-A semi-Markov draw of bouts (lognormal wake and NREM, uniform REM lengths; REM only after
-NREM) whose parameters follow lights on/off, plus per-epoch wake movement and NREM depth,
-which the signal model turns into band amplitudes and events.
+A semi-Markov draw of bouts (lognormal wake, NREM and REM lengths; REM only after NREM;
+brief arousals inside NREM) whose parameters follow lights on/off and real mouse sleep,
+plus per-epoch wake movement and NREM depth, which the signal model turns into band
+amplitudes and events.
 """
 
 from __future__ import annotations
@@ -23,19 +24,46 @@ LIGHTS_ON_H, LIGHTS_OFF_H = 7, 19
 @dataclass(frozen=True)
 class _PhaseParams:
     wake_median_s: float
-    wake_sigma: float  # lognormal: heavy tail of long wake bouts
-    nrem_median_s: float
-    p_rem: float  # probability that an NREM bout ends in REM rather than wake
+    wake_sigma: float  # lognormal: wake bouts from seconds to an hour
+    wake_max_s: float
+    nrem_median_s: float  # of an NREM episode, before brief arousals split it into bouts
+    nrem_sigma: float
+    p_rem: float  # probability that an NREM episode ends in REM rather than wake
     p_active: float  # probability that a wake bout has movement
+    arousals_per_h: float  # brief arousals (< 20 s of wake) per hour of NREM
 
 
-_LIGHT = _PhaseParams(wake_median_s=70.0, wake_sigma=1.0, nrem_median_s=150.0, p_rem=0.35, p_active=0.6)
-_DARK = _PhaseParams(wake_median_s=150.0, wake_sigma=1.2, nrem_median_s=110.0, p_rem=0.3, p_active=0.85)
+# Mouse sleep (C57BL/6, 12:12 light cycle): NREM bouts of minutes with a tail to 10-20 min in
+# the light phase, wake bouts of seconds to an hour, REM bouts of about 1-2 min skewed
+# towards long ones, a brief arousal every 5-10 min of NREM.
+_LIGHT = _PhaseParams(wake_median_s=70.0, wake_sigma=1.3, wake_max_s=3600.0, nrem_median_s=250.0, nrem_sigma=0.75,
+                      p_rem=0.55, p_active=0.5, arousals_per_h=6.0)
+_DARK = _PhaseParams(wake_median_s=150.0, wake_sigma=1.7, wake_max_s=2 * 3600.0, nrem_median_s=200.0,
+                     nrem_sigma=0.75, p_rem=0.4, p_active=0.8, arousals_per_h=6.0)
+_REM_MEDIAN_S, _REM_SIGMA, _REM_RANGE_S = 70.0, 0.4, (20.0, 180.0)
+_AROUSAL_S = (4.0, 16.0)  # brief arousals last one to four 4-s epochs
 
 
 def _is_light(clock_h: np.ndarray | float) -> np.ndarray | bool:
     h = np.mod(clock_h, 24.0)
     return (h >= LIGHTS_ON_H) & (h < LIGHTS_OFF_H)
+
+
+def _nrem_depth(rng: np.random.Generator, n: int, epoch_s: float) -> np.ndarray:
+    """NREM depth per epoch of one episode: light at its start, then wandering around 1.
+
+    The wander is an AR(1) over epochs (a ~30 s time constant), so depth varies within a bout
+    as in real NREM, where delta power rises and falls over tens of seconds.
+    """
+    k = np.arange(n)
+    ramp = np.minimum(1.0, 0.45 + 0.55 * k * epoch_s / 90.0)
+    a = math.exp(-epoch_s / 30.0)
+    z = np.empty(n)
+    z[0] = rng.standard_normal()
+    noise = rng.standard_normal(n) * math.sqrt(1 - a * a)
+    for i in range(1, n):
+        z[i] = a * z[i - 1] + noise[i]
+    return ramp * np.exp(0.25 * z)
 
 
 def _simulate_states(rng: np.random.Generator, n_epochs: int, epoch_s: float, start_h: float):
@@ -48,11 +76,11 @@ def _simulate_states(rng: np.random.Generator, n_epochs: int, epoch_s: float, st
     while t < n_epochs:
         p = _LIGHT if _is_light(start_h + t * epoch_s / 3600.0) else _DARK
         if state == WAKE:
-            d = min(max(p.wake_median_s * math.exp(p.wake_sigma * rng.standard_normal()), epoch_s), 4 * 3600.0)
+            d = min(max(p.wake_median_s * math.exp(p.wake_sigma * rng.standard_normal()), epoch_s), p.wake_max_s)
         elif state == NREM:
-            d = min(max(p.nrem_median_s * math.exp(0.5 * rng.standard_normal()), 30.0), 1200.0)
+            d = min(max(p.nrem_median_s * math.exp(p.nrem_sigma * rng.standard_normal()), 30.0), 40 * 60.0)
         else:
-            d = rng.uniform(40.0, 120.0)
+            d = min(max(_REM_MEDIAN_S * math.exp(_REM_SIGMA * rng.standard_normal()), _REM_RANGE_S[0]), _REM_RANGE_S[1])
         if first:  # the recording starts in the middle of a bout
             d *= rng.uniform(0.2, 1.0)
             first = False
@@ -63,18 +91,16 @@ def _simulate_states(rng: np.random.Generator, n_epochs: int, epoch_s: float, st
             if rng.random() < p.p_active:
                 move[t:end] = 0.25 + 0.75 * rng.beta(2.0, 2.0, size=end - t)
             else:
-                move[t:end] = 0.05
+                move[t:end] = 0.05  # quiet wake: still, but with hippocampal theta
             nxt = NREM  # REM is entered only from NREM
         elif state == NREM:
-            # Light NREM at the bout start deepens over ~1 min; depth wanders epoch to epoch.
-            k = np.arange(end - t)
-            depth[t:end] = np.minimum(1.0, 0.5 + 0.5 * k * epoch_s / 60.0) * rng.uniform(0.85, 1.15, end - t)
-            # Brief arousals: 1-3 epochs of wake inside the bout, never at its edges, so the
-            # epoch before a REM bout is always NREM.
-            n_arousals = rng.poisson(ne * epoch_s / 150.0) if ne >= 10 else 0
+            depth[t:end] = _nrem_depth(rng, ne, epoch_s)[: end - t]
+            # Brief arousals inside the episode, never at its edges, so the epoch before a
+            # REM bout is always NREM; each splits the episode into two NREM bouts.
+            n_arousals = rng.poisson(ne * epoch_s / 3600.0 * p.arousals_per_h) if ne >= 10 else 0
             for _ in range(n_arousals):
                 a0 = t + int(rng.integers(3, ne - 6))
-                a1 = a0 + int(rng.integers(1, 4))
+                a1 = a0 + max(1, int(round(rng.uniform(*_AROUSAL_S) / epoch_s)))
                 states[a0 : min(a1, n_epochs)] = WAKE
                 move[a0 : min(a1, n_epochs)] = 0.3
             nxt = REM if rng.random() < p.p_rem else WAKE

@@ -17,6 +17,8 @@ _PURPOSES = (
     "source_noise",  # the low-rate noise driving the band sources
     "full_rate_noise",  # the amplifier noise bank and where each chunk reads it
     "file_uuids",  # the .ncs headers' session and file UUIDs
+    "epoch_variation",  # epoch-to-epoch variation of band amplitudes
+    "heartbeat",  # heart rate and beat times seen in the EMG
 )
 
 

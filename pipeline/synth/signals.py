@@ -1,8 +1,10 @@
 """The synthetic animal's neural signal below ~450 Hz, made at a low rate near 1 kHz.
 
 Band-limited sources per region (delta to ripples, and neck EMG) whose amplitudes follow
-the hypnogram and the events, a 1/f background per channel, movement artefacts, line
-noise, and a dead and a noisy channel. It is generated block by block with filter states
+the hypnogram, the events and an epoch-to-epoch variation, a heartbeat in the EMG, a 1/f
+background per channel, movement artefacts, line noise, and a dead and a noisy channel.
+The states overlap as in real mice (bench/sleep.py measures how much): NREM has some theta,
+REM some delta, quiet wake has theta, and the animal's gains and noise differ per seed. It is generated block by block with filter states
 carried across blocks, so the signal is continuous and memory depends on the block, never
 on the duration; the .ncs writer brings it to the full rate.
 """
@@ -28,29 +30,42 @@ _SMOOTH_S = 1.0  # state changes ramp over this long instead of stepping
 # Band-limited neural sources per region: (low Hz, high Hz, wake, nrem, rem, movement), amplitudes
 # in µV RMS before the animal's region gain. In NREM the amplitude is further scaled by the
 # epoch's sleep depth for delta and sigma; "movement" adds in proportion to wake movement.
+# The contrasts are those of real mice, not of a textbook: REM theta/delta separates from
+# NREM with d' about 2.5-3 (not 5-8), quiet wake has theta as REM does, and neck EMG tone
+# separates wake from NREM with d' about 3.
 _BANDS: dict[str, dict[str, tuple[float, float, float, float, float, float]]] = {
     "cortex": {
-        "delta": (0.5, 4.0, 45.0, 130.0, 35.0, 0.0),
-        "theta": (5.0, 9.0, 20.0, 15.0, 35.0, 10.0),
+        "delta": (0.5, 4.0, 50.0, 110.0, 50.0, 0.0),
+        "theta": (5.0, 9.0, 25.0, 20.0, 32.0, 10.0),
         "sigma": (10.0, 15.0, 6.0, 8.0, 5.0, 0.0),  # spindle events add on top
         "beta": (15.0, 30.0, 12.0, 8.0, 10.0, 4.0),
-        "gamma": (30.0, 80.0, 10.0, 4.0, 8.0, 10.0),
+        "gamma": (30.0, 80.0, 10.0, 5.0, 8.0, 10.0),
     },
     "hippocampus": {
-        "delta": (1.0, 4.0, 35.0, 80.0, 35.0, 0.0),
-        "theta": (6.0, 9.0, 40.0, 15.0, 90.0, 40.0),  # REM theta is the strongest REM marker
-        "gamma": (30.0, 80.0, 12.0, 5.0, 12.0, 8.0),
+        "delta": (1.0, 4.0, 50.0, 80.0, 45.0, 0.0),
+        "theta": (6.0, 9.0, 45.0, 27.0, 70.0, 30.0),  # REM theta: the REM marker, but not a clean one
+        "gamma": (30.0, 80.0, 12.0, 6.0, 12.0, 8.0),
         "ripple": (130.0, 230.0, 2.0, 2.0, 2.0, 0.0),  # sharp-wave ripple events add on top
     },
     "thalamus": {
-        "delta": (0.5, 4.0, 25.0, 100.0, 25.0, 0.0),
-        "theta": (5.0, 9.0, 15.0, 10.0, 25.0, 5.0),
+        "delta": (0.5, 4.0, 30.0, 90.0, 30.0, 0.0),
+        "theta": (5.0, 9.0, 18.0, 12.0, 24.0, 5.0),
         "sigma": (10.0, 15.0, 8.0, 10.0, 6.0, 0.0),
-        "gamma": (30.0, 80.0, 8.0, 3.0, 6.0, 5.0),
+        "gamma": (30.0, 80.0, 8.0, 4.0, 6.0, 5.0),
     },
     # Neck EMG: tone in wake (much more with movement), less in NREM, atonia in REM.
-    "emg": {"emg": (20.0, 400.0, 20.0, 9.0, 4.0, 40.0)},
+    "emg": {"emg": (20.0, 400.0, 18.0, 7.0, 3.5, 30.0)},
 }
+# Epoch-to-epoch variation of every band's amplitude (log-normal, sigma of the natural log),
+# correlated over _VARIATION_TAU_S: shared by a band across regions, plus a part per region.
+_VARIATION_SIGMA = {"wake": 0.3, "nrem": 0.3, "rem": 0.3}
+_VARIATION_TAU_S = 8.0
+_EMG_VARIATION_SIGMA = 0.35
+# Heartbeat in the neck EMG: QRS-like biphasic spikes at 8-10 Hz (480-600 bpm), slower in sleep.
+_HEART_RATE_HZ = (8.0, 10.0)  # the animal's waking rate is drawn from this range
+_HEART_RATE_FACTOR = {WAKE: 1.0, NREM: 0.88, REM: 0.93}
+_QRS_SIGMA_S = 0.003  # width of the spike: its power lies at 20-100 Hz, inside the EMG band
+_QRS_PEAK_UV = (15.0, 30.0)  # peak, before the EMG gain: like the NREM tone's peaks (RMS 7 µV)
 _DEPTH_SCALED = ("delta", "sigma")
 # Peak amplitude (µV, before region gain) that an event of relative size 1 adds to a band.
 _EVENT_PEAKS = {
@@ -65,6 +80,59 @@ _NOISY_UV = 300.0  # broadband noise of the noisy channel, ~10x a normal channel
 # Paul Kellet's economy pinking filter: 1/f power over three decades.
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
 _PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
+
+
+def _ar1(rng: np.random.Generator, n: int, epoch_s: float, tau_s: float) -> np.ndarray:
+    """Unit-variance AR(1) series over n epochs with time constant tau_s."""
+    a = math.exp(-epoch_s / tau_s)
+    z = rng.standard_normal(n) * math.sqrt(1 - a * a)
+    z[0] /= math.sqrt(1 - a * a)
+    return signal.lfilter([1.0], [1.0, -a], z)
+
+
+def _heartbeat_times(rng: np.random.Generator, states: np.ndarray, epoch_s: float) -> np.ndarray:
+    """Beat times (s) of the whole recording: a rate per epoch from the state, slowly wandering."""
+    n = len(states)
+    base = rng.uniform(*_HEART_RATE_HZ)
+    factor = np.select([states == WAKE, states == NREM, states == REM], [_HEART_RATE_FACTOR[s] for s in (WAKE, NREM, REM)])
+    rate = base * factor * np.exp(0.03 * _ar1(rng, n, epoch_s, 60.0))
+    edges = np.arange(n + 1) * epoch_s
+    phase = np.concatenate([[0.0], np.cumsum(rate * epoch_s)])
+    k = np.arange(1, int(phase[-1]))
+    jitter = 0.03 * rng.standard_normal(k.size)  # beat-to-beat variability, in beats
+    return np.interp(k + jitter, phase, edges)
+
+
+class _Heartbeat:
+    """QRS-like spikes at given beat times, rendered block by block at the low rate."""
+
+    def __init__(self, times: np.ndarray, peak_v: float, low_fs: float):
+        self.times = np.sort(times)
+        self.peak_v = peak_v
+        # At 250 Hz a 3-ms spike falls between samples: widen it to a sample, as the
+        # anti-aliasing filter of a low-rate recorder would, so that every beat looks alike.
+        self.sigma_s = max(_QRS_SIGMA_S, 1.0 / low_fs)
+        half = int(math.ceil(5 * self.sigma_s * low_fs))
+        self.offsets = np.arange(-half, half + 1)
+        self.low_fs = low_fs
+
+    def block(self, j0: int, n: int) -> np.ndarray:
+        fs = self.low_fs
+        half = self.offsets[-1]
+        lo = np.searchsorted(self.times, (j0 - half) / fs)
+        hi = np.searchsorted(self.times, (j0 + n + half) / fs)
+        out = np.zeros(n)
+        if hi <= lo:
+            return out
+        tb = self.times[lo:hi]
+        idx = np.rint(tb * fs).astype(np.int64)[:, None] + self.offsets  # absolute low-rate samples
+        u = (idx / fs - tb[:, None]) / self.sigma_s
+        wave = -u * np.exp(0.5 - 0.5 * u * u)  # biphasic, peak 1
+        rel = idx - j0
+        keep = (rel >= 0) & (rel < n)
+        np.add.at(out, rel[keep], wave[keep])
+        out *= self.peak_v
+        return out
 
 
 class _Smoothed:
@@ -136,7 +204,7 @@ class _BandSource:
 class _LowRateSignal:
     """Every channel's content below ~450 Hz at the low rate, continuous across blocks."""
 
-    def __init__(self, seed, layout, names, states, move, depth, events, epoch_s, low_fs):
+    def __init__(self, seed, layout, names, states, move, depth, events, epoch_s, low_fs, *, faults=True):
         arng = random_stream(seed, "animal")  # fixed by the seed alone
         self.rng = random_stream(seed, "source_noise")  # the noise driving the sources
         self.low_fs = low_fs
@@ -146,9 +214,10 @@ class _LowRateSignal:
         self.lfp = np.array([index[c] for r in LFP_REGIONS for c in layout["regions"][r]])
 
         # Per-animal differences.
-        self.region_gain = {r: float(arng.uniform(0.7, 1.4)) for r in REGIONS}
-        self.noise_uv = float(arng.uniform(3.0, 8.0))
-        pink_uv = float(arng.uniform(25.0, 50.0))
+        # Gains of x0.5-2 (log-uniform) per region: electrode placement, impedance, EMG wire depth.
+        self.region_gain = {r: float(2.0 ** arng.uniform(-1.0, 1.0)) for r in REGIONS}
+        self.noise_uv = float(arng.uniform(2.0, 10.0))
+        pink_uv = float(arng.uniform(15.0, 50.0))
         self.hr_noise_uv = self.noise_uv * arng.uniform(0.8, 1.25, n)
         self.pink_v = pink_uv * 1e-6 * arng.uniform(0.8, 1.2, self.lfp.size)
         self.line_uv = arng.uniform(5.0, 30.0, n)
@@ -160,20 +229,30 @@ class _LowRateSignal:
         self.contam_gain = arng.uniform(0.3, 1.0, self.lfp.size)
         # Dead and noisy channel: an LFP channel each, preferably from a region that keeps
         # at least one good channel.
-        eligible = [c for r in LFP_REGIONS for c in layout["regions"][r] if len(layout["regions"][r]) >= 2]
-        if len(eligible) < 2:
-            eligible = [c for r in LFP_REGIONS for c in layout["regions"][r]]
-        pick = arng.choice(len(eligible), size=2, replace=False)
-        self.dead_channel, self.noisy_channel = eligible[int(pick[0])], eligible[int(pick[1])]
-        self.dead, self.noisy = index[self.dead_channel], index[self.noisy_channel]
-        self.hr_noise_uv[self.dead] = arng.uniform(1.5, 3.0)
-        self.hr_noise_uv[self.noisy] = _NOISY_UV
-        self.line_uv[self.dead] = 0.0
-        self.line_h3[self.dead] = 0.0
+        # (faults=False: every channel good, as in a few-channel EEG/EMG file.)
+        self.dead_channel = self.noisy_channel = None
+        self.dead = self.noisy = np.array([], dtype=np.int64)
+        if faults:
+            eligible = [c for r in LFP_REGIONS for c in layout["regions"][r] if len(layout["regions"][r]) >= 2]
+            if len(eligible) < 2:
+                eligible = [c for r in LFP_REGIONS for c in layout["regions"][r]]
+            pick = arng.choice(len(eligible), size=2, replace=False)
+            self.dead_channel, self.noisy_channel = eligible[int(pick[0])], eligible[int(pick[1])]
+            self.dead, self.noisy = index[self.dead_channel], index[self.noisy_channel]
+            self.hr_noise_uv[self.dead] = arng.uniform(1.5, 3.0)
+            self.hr_noise_uv[self.noisy] = _NOISY_UV
+            self.line_uv[self.dead] = 0.0
+            self.line_h3[self.dead] = 0.0
         self.ignore = np.array([index[c] for c in layout["ignore"]], dtype=np.int64)
 
-        # Band sources: per-epoch amplitude (state, depth, movement), smoothed in time.
+        # Band sources: per-epoch amplitude (state, depth, movement, variation), smoothed in time.
         in_state = [(states == s).astype(float) for s in (WAKE, NREM, REM)]
+        vrng = random_stream(seed, "epoch_variation")
+        n_ep = len(states)
+        sigma = np.select([states == WAKE, states == NREM, states == REM],
+                          [_VARIATION_SIGMA["wake"], _VARIATION_SIGMA["nrem"], _VARIATION_SIGMA["rem"]])
+        shared = {b: _ar1(vrng, n_ep, epoch_s, _VARIATION_TAU_S) for b in
+                  ("delta", "theta", "sigma", "beta", "gamma", "ripple", "emg")}
         self.sources: list[_BandSource] = []
         for region, bands in _BANDS.items():
             chans = np.array([index[c] for c in layout["regions"][region]])
@@ -189,6 +268,11 @@ class _LowRateSignal:
                     continue
                 nrem_amp = a_n * depth if band in _DEPTH_SCALED else a_n
                 per_epoch = (a_w * in_state[0] + nrem_amp * in_state[1] + a_r * in_state[2] + a_m * move)
+                own = _ar1(vrng, n_ep, epoch_s, _VARIATION_TAU_S)
+                if region == "emg":
+                    per_epoch = per_epoch * np.exp(_EMG_VARIATION_SIGMA * (0.6 * shared[band] + 0.8 * own))
+                else:
+                    per_epoch = per_epoch * np.exp(sigma * (0.8 * shared[band] + 0.6 * own))
                 event, peak = _EVENT_PEAKS.get((region, band), (None, 0.0))
                 if region == "emg":
                     event = "emg"
@@ -200,6 +284,10 @@ class _LowRateSignal:
                     )
                 )
         self.move = _Smoothed(move * (states == WAKE), epoch_s)
+        hrng = random_stream(seed, "heartbeat")
+        self.heart = _Heartbeat(_heartbeat_times(hrng, states, epoch_s),
+                                hrng.uniform(*_QRS_PEAK_UV) * self.region_gain["emg"] * 1e-6, low_fs)
+        self.emg = np.array([index[c] for c in layout["regions"]["emg"]], dtype=np.int64)
         self.pink_scale = self.pink_v * _unit_gain(ba=(_PINK_B, _PINK_A))
         self.pink_zi = np.zeros((self.lfp.size, 3))
         self.emg_gain_v = self.region_gain["emg"] * 1e-6
@@ -250,8 +338,11 @@ class _LowRateSignal:
         common[1] = 0.0 if muscle is None else _CONTAMINATION_UV * 1e-6 * (0.5 * move + mov_env) * muscle
         pink += _small_matmul(self.lfp_common_gain, common)
         x[self.lfp] += pink
+        if self.emg.size:  # the heart's QRS spikes, seen by every EMG wire alike
+            x[self.emg] += self.heart.block(j0, n)
         # Noisy channel: large broadband noise in the LFP band too (the full-rate part is added later).
-        x[self.noisy] += _NOISY_UV * 1e-6 * self.rng.standard_normal(n)
+        if self.noisy_channel is not None:
+            x[self.noisy] += _NOISY_UV * 1e-6 * self.rng.standard_normal(n)
         x[self.dead] = 0.0  # a broken wire: only amplifier noise
         x[self.ignore] = 0.0  # unconnected: only noise and line pick-up
         # Line noise on the absolute clock, so phase-continuous across blocks:

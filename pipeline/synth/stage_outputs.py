@@ -5,8 +5,9 @@ summary.json), written directly, without raw data.
 The figures are drawn from these files alone, so tests of the figures and the figures
 benchmark start here: a day of 64 channels in seconds instead of converting a terabyte.
 States follow the synthetic animal's light cycle (pipeline.synth.hypnogram); spectra are
-1/f with each state's bands (NREM delta and spindles, theta in REM and active wake, muscle
-power in the EMG while awake) and 60 Hz line noise.
+1/f with each state's bands (NREM delta and spindles, theta strongest in REM but present in
+wake and NREM, muscle power in the EMG while awake over a heartbeat floor), epoch-to-epoch
+variation and 60 Hz line noise.
 """
 
 from __future__ import annotations
@@ -63,19 +64,33 @@ def _bump(freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _spectra(region: str, freqs: np.ndarray, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(epochs, freqs) power in V^2/Hz, float32, for one region."""
+    """(epochs, freqs) power in V^2/Hz, float32, for one region.
+
+    The states overlap as in real mice (as pipeline.synth.signals does): NREM has some theta,
+    REM some delta, wake has theta, every band's power varies from epoch to epoch, and the
+    EMG's wake/NREM contrast is moderate over a heartbeat floor.
+    """
     wake, nrem, rem = (states == STATE_NAMES.index(s) for s in ("wake", "nrem", "rem"))
+    n = len(states)
+
+    def varying(mean_by_state):  # per-epoch band gain: the state's mean, log-normal scatter
+        mean = np.select([wake, nrem, rem], mean_by_state)
+        return mean * rng.lognormal(0.0, 0.5, n)
+
     if region == "emg":
-        level = np.where(wake, 10.0, np.where(rem, 0.3, 1.0)) * rng.gamma(4.0, 0.25, len(states))
+        level = np.where(wake, 6.0, np.where(rem, 0.5, 1.0)) * rng.lognormal(0.0, 0.6, n)
         shape = 1e-13 * (1 + 50 * _bump(freqs, 60, 200))
-        power = level[:, None] * shape[None, :]
+        heartbeat = 0.4e-13 * (1 + 20 * _bump(freqs, 20, 80))
+        power = level[:, None] * shape[None, :] + heartbeat[None, :]
     else:
         base = 2e-10 / (1 + freqs) ** 1.6
         theta = 4.0 if region == "hippocampus" else 1.5
-        power = np.tile(base, (len(states), 1))
-        power[nrem] *= 1 + 5 * _bump(freqs, 1, 4) + 1.5 * _bump(freqs, 10, 15)
-        power[rem] *= 1 + theta * 1.5 * _bump(freqs, 6, 9)
-        power[wake] *= 1 + theta * 0.6 * _bump(freqs, 6, 9) + 0.8 * _bump(freqs, 30, 80)
+        delta = varying([1.5, 5.0, 1.5])
+        theta_gain = varying([theta * 0.8, theta * 0.35, theta * 1.3])
+        power = base[None, :] * (1 + delta[:, None] * _bump(freqs, 1, 4)[None, :]
+                                 + theta_gain[:, None] * _bump(freqs, 6, 9)[None, :])
+        power[nrem] *= 1 + 1.5 * _bump(freqs, 10, 15)
+        power[wake] *= 1 + 0.8 * _bump(freqs, 30, 80)
     power *= 1 + 20 * (np.abs(freqs - 60) < 0.3)  # line noise
     power *= rng.gamma(3.0, 1 / 3.0, power.shape)  # multitaper estimates scatter like chi-square/6
     return power.astype(np.float32)
