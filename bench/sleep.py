@@ -135,13 +135,89 @@ def _round(value, digits: int = 2):
     return round(value, digits) if isinstance(value, float) else value
 
 
+def scoring(files: list[tuple[Path, Path]], work: Path, *, eeg=("EEG_cortex", "EEG_hippocampus"), emg="EMG") -> dict:
+    """Agreement with the generator's truth: label-free with and without the EMG channel,
+    and supervised (XGBoost, leave-one-animal-out, on the label-free run's features)."""
+    from pipeline.sleep.score_file import score_file
+    from pipeline.sleep.train import evaluate, load_examples
+
+    out: dict = {"label_free": {}, "label_free_no_emg": {}}
+    manifest = ["source\ttruth\tanimal"]
+    for seed, (edf, truth) in enumerate(files, start=1):
+        for key, channel in (("label_free", emg), ("label_free_no_emg", None)):
+            folder = work / f"scored{seed}-{key}"
+            r = score_file(edf, folder, eeg=list(eeg), emg=channel, truth=truth)
+            out[key][f"seed{seed}"] = _summary(r["agreement"])
+        manifest.append(f"{work / f'scored{seed}-label_free' / 'features.tsv'}\t{truth}\tseed{seed}")
+        print(f"seed {seed}: label-free {out['label_free'][f'seed{seed}']}, without EMG "
+              f"{out['label_free_no_emg'][f'seed{seed}']}", flush=True)
+    (work / "manifest.tsv").write_text("\n".join(manifest) + "\n")
+    ev = evaluate(load_examples(work / "manifest.tsv", epoch_s=EPOCH_S), EPOCH_S)
+    out["supervised_loao"] = {**_summary(ev), "per_animal_accuracy": _round(ev["per_animal_accuracy"], 4)}
+    for key in ("label_free", "label_free_no_emg"):
+        runs = out[key].values()
+        out[key]["mean"] = {m: round(float(np.mean([r[m] for r in runs])), 4) for m in ("accuracy", "kappa", "f1_rem")}
+        out[key]["min_accuracy"] = round(min(r["accuracy"] for r in runs if "accuracy" in r), 4)
+    return out
+
+
+def _summary(a: dict) -> dict:
+    f1 = {s: (a["per_state"][s]["f1"] or 0.0) for s in STATES}
+    return {"accuracy": round(a["accuracy"], 4), "kappa": round(a["kappa"], 4),
+            **{f"f1_{s}": round(v, 4) for s, v in f1.items()}}
+
+
+def speed(minutes: float, *, channels: int = 64, rate: float = 1000.0) -> dict:
+    """Spectrograms and features of `minutes` of `channels`-channel LFP, as the workflow's
+    spectrogram and features stages compute them (region means, multitaper per region,
+    EMG from the LFP, base features), against MNE's psd_array_multitaper on the same
+    windows of the same region means; one core."""
+    import mne
+
+    from pipeline.dsp.spectrogram import epoch_spectrogram
+    from pipeline.sleep.features import epoch_features
+    from pipeline.spectral import lfp_emg
+
+    rng = np.random.default_rng(0)
+    n = int(minutes * 60 * rate)
+    regions = {"cortex": range(0, 20), "hippocampus": range(20, 40), "thalamus": range(40, 60), "emg": range(60, 62)}
+    lfp = np.cumsum(rng.standard_normal((channels, n), dtype=np.float32), axis=1) * 1e-7  # brown noise, volts
+    t0 = time.perf_counter()
+    means = {r: lfp[list(idx)].mean(axis=0, dtype=np.float64) for r, idx in regions.items()}
+    t1 = time.perf_counter()
+    powers = []
+    for r in sorted(means):
+        freqs, p = epoch_spectrogram(means[r], rate, EPOCH_S, time_bandwidth=2.0, fmax=200.0)
+        powers.append(p)
+    spectrograms = time.perf_counter() - t1
+    lfp_emg([means[r] for r in sorted(means) if r != "emg"], rate, EPOCH_S)
+    feats, _ = epoch_features(freqs, np.stack(powers), sorted(means), emg_region="emg")
+    ours = time.perf_counter() - t0
+    n_per = int(EPOCH_S * rate)
+    windows = np.stack([means[r][: (n // n_per) * n_per].reshape(-1, n_per) for r in sorted(means)])
+    t0 = time.perf_counter()
+    mne.time_frequency.psd_array_multitaper(windows, rate, fmax=200.0, bandwidth=2 * 2.0 / EPOCH_S,
+                                            adaptive=False, low_bias=True, normalization="full", verbose=False)
+    theirs = time.perf_counter() - t0
+    return {"minutes": minutes, "channels": channels, "rate": rate, "features": len(feats),
+            "ours_s": round(ours, 3), "realtime_x": round(minutes * 60 / ours, 1),
+            "ours_spectrograms_only_s": round(spectrograms, 3),
+            "mne_psd_array_multitaper_s": round(theirs, 3), "mne_over_ours_all": round(theirs / ours, 2),
+            "mne_over_ours_spectrograms": round(theirs / spectrograms, 2)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hours", type=float, default=6.0, help="length of each animal's recording (size option)")
     ap.add_argument("--animals", type=int, default=5, help="how many animals (seeds 1..N)")
     ap.add_argument("--rate", type=float, default=250.0, help="EDF sampling rate in Hz")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the EDF and truth files here")
+    ap.add_argument("--speed-minutes", type=float, default=60.0, help="minutes of 64-channel LFP for the speed figures")
+    ap.add_argument("--no-scoring", action="store_true", help="only the difficulty and speed figures")
     args = ap.parse_args()
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sleep-"))
     t0 = time.perf_counter()
@@ -163,6 +239,11 @@ def main() -> int:
         "mean": {k: round(float(np.mean([a[k] for a in per_animal.values()])), 2) for k in keys},
         "per_animal": per_animal,
     }
+    if not args.no_scoring:
+        figures["scoring"] = scoring(files, work)
+    figures["speed"] = speed(args.speed_minutes)
+    print(f"speed: {figures['speed']}", flush=True)
+    figures["total_s"] = round(time.perf_counter() - t0, 1)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures))

@@ -177,7 +177,7 @@ def _write_sleep(out: Path, spec: StageOutputSpec, onsets, states, valid) -> tup
     with atomic_path(hyp) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(["onset_s", "duration_s", "state", "confidence"])
+            w.writerow(["onset", "duration", "state", "confidence"])
             for onset, name in zip(onsets, names):
                 w.writerow([f"{onset:.3f}", f"{spec.epoch_s:g}", name, "1.000" if name != "unclassified" else "0.000"])
     n = len(names)
