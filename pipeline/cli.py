@@ -291,9 +291,11 @@ def cmd_publish(args) -> int:
 
 # -- registry, poller, status ----------------------------------------------------------
 def cmd_add(args) -> int:
+    from pipeline.config import check_data_roots
     from pipeline.io.registry import Recording, Registry, check_name, resolve_raw_path
 
     cfg = _config(args)
+    check_data_roots(cfg)
     rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
                     str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
                     source="cli")

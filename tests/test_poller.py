@@ -216,3 +216,28 @@ def test_continuous_poller_picks_up_a_new_row_and_stops_cleanly_on_sigterm(proje
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopping after this poll" in err
+
+
+def test_a_data_root_that_does_not_exist_stops_the_poller_not_every_row(project, recording_in):
+    recording_in("rec1")
+    project.set_config(data_roots=["raw", "/mnt/share-not-mounted"])
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"},
+                         {"recording_id": "rec2", "animal": "m1", "raw_path": "/mnt/share-not-mounted/rec2"}])
+    sheet_before = project.sheet.read_bytes()
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 2
+    expected = (f"ERROR: {project.config_path}: data_roots[1] is /mnt/share-not-mounted, which does not exist (a typo, "
+                "or a share not mounted?); fix the path, or remove it from data_roots.")
+    assert proc.stderr.strip().splitlines()[-1] == expected, proc.stderr
+    assert project.sheet.read_bytes() == sheet_before, "no row is judged against a root that is not there"
+    assert not (project.dir / "state" / "recordings.tsv").exists()
+    add = project.ephys("add", "rec1", "m1", "rec1")
+    assert add.returncode == 2 and add.stderr.strip().splitlines()[-1] == expected
+    # Mounted (here: made), the same rows go through without anyone touching them.
+    project.set_config(data_roots=["raw"])
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 0, proc.stderr
+    rows = by_id(project.read_sheet())
+    assert rows["rec1"]["status"] in ("queued", "running"), rows["rec1"]
+    assert rows["rec2"]["status"] == "invalid" and "outside the folders" in rows["rec2"]["message"]
+    project.ephys("cancel", "rec1")
