@@ -21,6 +21,10 @@ from pipeline import __version__, layout
 from pipeline.errors import INTERNAL_ERROR, TEMPORARY, BackendUnavailable, PipelineError
 
 log = logging.getLogger("ephys")
+# The workflow names its configuration file here for the stage commands it runs, which
+# read from it only what changes no output (data_roots); everything else reaches them
+# as options, through the rules' params.
+CONFIG_ENV = "EPHYS_CONFIG"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -100,11 +104,19 @@ def _channel_map(args) -> dict:
     return spec
 
 
+def _data_roots(args) -> list[str]:
+    """The folders raw files must lie in: --data-roots, else data_roots of the configuration
+    (in the workflow, the one Snakemake was given: see CONFIG_ENV)."""
+    if args.data_roots:
+        return [str(Path(r).resolve()) for r in args.data_roots]
+    return _config(args)["data_roots"]
+
+
 def _inspect_settings(args) -> dict:
     """The configuration values inspect uses, from options or the configuration."""
     return {"lfp_rate": float(_option_or_config(args, "lfp_rate", "lfp", "rate")),
             "segment_s": float(_option_or_config(args, "segment_s", "lfp", "segment_s")),
-            "default_channel_map": _channel_map(args)}
+            "default_channel_map": _channel_map(args), "data_roots": _data_roots(args)}
 
 
 def cmd_inspect(args) -> int:
@@ -121,7 +133,8 @@ def cmd_convert_segment(args) -> int:
     from pipeline.convert import convert_segment
     from pipeline.io.recording_info import RecordingInfo
 
-    convert_segment(RecordingInfo.load(args.recording_json), args.segment, args.out_fif, qc_json=args.qc)
+    convert_segment(RecordingInfo.load(args.recording_json), args.segment, args.out_fif, qc_json=args.qc,
+                    data_roots=_data_roots(args))
     return 0
 
 
@@ -134,7 +147,7 @@ def cmd_convert(args) -> int:
                              recording_id=args.recording_id)
     for seg in info.segments:
         convert_segment(info, seg.index, layout.output_in(out, "lfp", seg.index),
-                        qc_json=layout.output_in(out, "lfp_qc", seg.index))
+                        qc_json=layout.output_in(out, "lfp_qc", seg.index), data_roots=_data_roots(args))
     print(f"LFP written to {layout.output_in(out, 'lfp', 0).parent}")
     return 0
 
@@ -459,7 +472,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _data_roots_option(s) -> None:
+    s.add_argument("--data-roots", nargs="+", metavar="FOLDER",
+                   help="the only folders raw files may lie in, links followed (default: data_roots)")
+
+
 def _inspect_options(s) -> None:
+    _data_roots_option(s)
     s.add_argument("--lfp-rate", type=float, help="LFP sampling rate in Hz (default: lfp.rate)")
     s.add_argument("--segment-s", type=float, help="segment length in s (default: lfp.segment_s)")
     s.add_argument("--channel-map", help="the default channel map as JSON (default: channel_maps.default); "
@@ -469,7 +488,8 @@ def _inspect_options(s) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ephys", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"ephys {__version__}")
-    p.add_argument("--config", default="config.yaml", help="configuration file (default: ./config.yaml)")
+    p.add_argument("--config", default=os.environ.get(CONFIG_ENV) or "config.yaml",
+                   help=f"configuration file (default: ${CONFIG_ENV}, else ./config.yaml)")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail in the log")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -502,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("segment", type=int)
     s.add_argument("out_fif")
     s.add_argument("--qc", help="the segment's QC sidecar to write (default: OUT_FIF with .json)")
+    _data_roots_option(s)
     s.set_defaults(func=cmd_convert_segment)
 
     s = sub.add_parser("spectrogram", help="multitaper spectrograms per region of one LFP segment")

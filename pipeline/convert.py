@@ -57,14 +57,15 @@ def segment_count(n_samples: int, segment_samples: int) -> int:
 
 def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: float, segment_s: float,
                       default_channel_map: dict, recording_id: str | None = None,
-                      animal: str | None = None) -> RecordingInfo:
+                      animal: str | None = None, data_roots: list[str] | None = None) -> RecordingInfo:
     """Describe a raw recording and write recording.json; raise RawDataError if unusable.
 
     `default_channel_map` (channel_maps.default) applies unless the folder has its own
-    channel_map.yaml.
+    channel_map.yaml. `data_roots`: every file read must lie inside them, links followed
+    (pipeline.io.raw.open_recording).
     """
     t_start = time.monotonic()
-    rec = open_recording(raw_dir)
+    rec = open_recording(raw_dir, data_roots=data_roots)
     cmap, cmap_source = resolve_channel_map(raw_dir, default_channel_map)
     lfp_rate = float(lfp_rate)
     try:
@@ -133,16 +134,17 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
 
 
 def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, qc_json: str | Path | None = None,
-                    progress_every_s: float = 30.0) -> dict:
+                    progress_every_s: float = 30.0, data_roots: list[str] | None = None) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
 
     Writes `out_fif` and the segment's QC sidecar `qc_json` (default: `out_fif` with
     .json; channel regions, per-channel LFP RMS), both atomically. Returns the sidecar's
-    content.
+    content. `data_roots`: as for `inspect_recording` (checked again: links may have
+    changed since).
     """
     t_start = time.monotonic()
     index = {f["file"]: f["index"] for f in info.files if "index" in f} or None  # Neuralynx's reading index
-    rec = open_recording(info.raw_path, index=index)
+    rec = open_recording(info.raw_path, index=index, data_roots=data_roots)
     if rec.n_samples != info.n_samples or rec.channel_names != [c.name for c in info.channels]:
         raise RawDataError(
             f"{info.raw_path} changed since it was inspected (length or channels differ); "

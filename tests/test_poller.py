@@ -218,6 +218,36 @@ def test_continuous_poller_picks_up_a_new_row_and_stops_cleanly_on_sigterm(proje
     assert "stopping after this poll" in err
 
 
+def test_a_file_linked_from_outside_the_data_roots_is_refused_and_never_published(project, recording_in, tmp_path):
+    """The raw folder is inside a root, but one of its files is a link to a file
+    outside every root: nothing of it is read, converted or published."""
+    raw = recording_in("linked")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(raw / "CSC3.ncs", outside / "CSC3.ncs")  # a channel anyone may not read through the pipeline
+    (raw / "CSC3.ncs").symlink_to(outside / "CSC3.ncs")
+    mapped = recording_in("map-linked")  # the folder's own channel map is a link out
+    shutil.move(mapped / "channel_map.yaml", outside / "channel_map.yaml")
+    (mapped / "channel_map.yaml").symlink_to(outside / "channel_map.yaml")
+    before = tree_checksums(outside)
+    project.write_sheet([{"recording_id": "linked", "animal": "m1", "raw_path": "linked"},
+                         {"recording_id": "map-linked", "animal": "m1", "raw_path": "map-linked"}])
+    proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    row, map_row = project.read_sheet()
+    assert map_row["status"] == "failed" and map_row["message"].startswith(
+        "Checking the raw files failed: channel_map.yaml in the raw data folder "), map_row["message"]
+    assert row["status"] == "failed", row
+    assert row["message"].startswith("Checking the raw files failed: CSC3.ncs in the raw data folder "), row["message"]
+    assert "is a link to a place outside the folders the pipeline may read" in row["message"]
+    assert "put the file itself into the folder instead of a link to it" in row["message"]
+    assert str(outside) not in row["message"], "where the link points is not shown"
+    res = project.dir / "results" / "linked"
+    assert not (res / "recording.json").exists() and not (res / "published.json").exists()
+    assert not (project.dir / "published" / "m1").exists()
+    assert tree_checksums(outside) == before
+
+
 def test_a_data_root_that_does_not_exist_stops_the_poller_not_every_row(project, recording_in):
     recording_in("rec1")
     project.set_config(data_roots=["raw", "/mnt/share-not-mounted"])
