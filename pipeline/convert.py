@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import __version__
-from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap
+from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap, channel_list
 from pipeline.dsp.channel_qc import channel_qc
 from pipeline.dsp.decimate import Decimator, design_decimator
 from pipeline.errors import DataError, RawDataError
@@ -40,6 +40,42 @@ def resolve_channel_map(raw_dir: str | Path, default: dict) -> tuple[ChannelMap,
         except ValueError as e:
             raise RawDataError(str(e)) from None
     return ChannelMap.from_dict(default), "config: channel_maps.default"
+
+
+def channel_words(names: list[str]) -> str:
+    """'Channel CSC7' or 'Channels CSC7, CSC8' (runs as ranges)."""
+    return f"Channel{'s' if len(names) > 1 else ''} {channel_list(names)}"
+
+
+def clock_text(seconds: float) -> str:
+    """Seconds into the recording as h:mm:ss."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def ending_early_notes(early: dict[str, float], duration_s: float, regions: dict[str, str | None],
+                       bad: set[str]) -> list[str]:
+    """Sentences for channels whose samples end before the recording's (`early`: channel ->
+    seconds), and for a region left with no good channel from some time on."""
+    notes = []
+    by_time: dict[float, list[str]] = {}
+    for ch, t in early.items():
+        by_time.setdefault(round(t, 1), []).append(ch)
+    for t, chans in sorted(by_time.items()):
+        one = len(chans) == 1
+        notes.append(f"{channel_words(chans)} {'stops' if one else 'stop'} {clock_text(t)} into the recording, "
+                     f"{clock_text(duration_s - t)} before its end; from there the rest was analysed without "
+                     f"{'it' if one else 'them'}.")
+    members: dict[str, list[str]] = {}
+    for ch, r in regions.items():
+        if r and ch not in bad:
+            members.setdefault(r, []).append(ch)
+    for r, chans in sorted(members.items()):
+        if all(ch in early for ch in chans):
+            t = max(early[ch] for ch in chans)
+            notes.append(f"From {clock_text(t)} on, {r} has no channel left: the epochs from there are not "
+                         "scored (unclassified).")
+    return notes
 
 
 def segment_count(n_samples: int, segment_samples: int) -> int:
@@ -82,6 +118,15 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
                      f"({cmap_source}): the LFP holds them, but spectrograms and sleep states need regions.")
         log.warning("%s", notes[-1])
     qc = channel_qc(rec, converted, {ch: regions[ch] or "unmapped" for ch in converted})
+    recorded = set(rec.channel_names)
+    missing = [ch for chans in cmap.regions.values() for ch in chans if ch not in recorded]
+    if missing:
+        which = "the configuration's default channel map" if cmap_source.startswith("config:") else \
+            f"the folder's {CHANNEL_MAP_FILE}"
+        one = len(missing) == 1
+        notes.append(f"{channel_words(missing)}, named in {which}, {'is' if one else 'are'} missing from the raw "
+                     f"folder; the rest was analysed without {'it' if one else 'them'}.")
+        log.warning("%s", notes[-1])
 
     n_lfp = decimator.n_output(rec.n_samples)
     seg_len = int(round(float(segment_s) * lfp_rate))
@@ -91,6 +136,9 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
                     "all" if len(g.channels) == len(rec.channel_names) else list(g.channels))
             for g in rec.gaps()]
     early = {ch: e / rate for ch, e in rec.channel_ends().items() if e < rec.n_samples}
+    notes += ending_early_notes({ch: t for ch, t in early.items() if ch in converted}, rec.duration_s,
+                                {ch: regions[ch] for ch in converted},
+                                {ch for ch in converted if qc.get(ch, {}).get("flag", "ok") != "ok"})
     info = RecordingInfo(
         recording_id=recording_id,
         animal=animal,
@@ -120,6 +168,7 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
         channels_ending_early=early,
         files=rec.describe_files(),
         notes=notes,
+        missing_channels=missing,
     )
     if early:
         log.warning("channels ending before the others: %s",
@@ -186,15 +235,22 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
         return lfp
 
     seg_end_s = (j0 + n) / lfp_rate
-    gaps_s = []
+    gaps_s, channel_gaps_s = [], []
     for g in info.gaps:
         g0, g1 = g.start_s, g.start_s + g.duration_s
         lo, hi = max(g0, seg.start_s), min(g1, seg_end_s)
-        if hi > lo:
+        if hi <= lo:
+            continue
+        # A gap of some channels only (one that ended early, say) is flagged for those
+        # channels: the others go on being analysed there. Ignored channels do not count.
+        missing = names if g.channels == "all" else [ch for ch in names if ch in g.channels]
+        if len(missing) == len(names):
             gaps_s.append((lo, hi - lo))
+        elif missing:
+            channel_gaps_s.append((lo, hi - lo, missing))
     info_mne = make_info(names, types, lfp_rate, meas_date, bads)
     try:
-        write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s)
+        write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s, channel_gaps_s=channel_gaps_s)
     finally:
         reader.close()
     elapsed = time.monotonic() - t_start
@@ -205,6 +261,7 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
         "channels": [{"name": c.name, "region": c.region, "bad": c.bad,
                       "lfp_rms_uv": float(np.sqrt(sumsq[i] / max(n, 1)) * 1e6)} for i, c in enumerate(chans)],
         "gaps": [{"start_s": s, "duration_s": d} for s, d in gaps_s],
+        "channel_gaps": [{"start_s": s, "duration_s": d, "channels": ch} for s, d, ch in channel_gaps_s],
         "seconds": elapsed,
         "x_realtime": (n / lfp_rate) / elapsed if elapsed > 0 else None,
     }

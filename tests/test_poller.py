@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -271,3 +273,50 @@ def test_a_data_root_that_does_not_exist_stops_the_poller_not_every_row(project,
     assert rows["rec1"]["status"] in ("queued", "running"), rows["rec1"]
     assert rows["rec2"]["status"] == "invalid" and "outside the folders" in rows["rec2"]["message"]
     project.ephys("cancel", "rec1")
+
+
+def test_missing_and_short_channels_are_told_in_the_row_and_the_rest_is_scored(project, recording_in):
+    """A channel of the map with no file, one that ends early, and a region whose only
+    good channel ends early (thalamus: CSC8 is dead and CSC9 noisy in this recording):
+    the recording is scored, the row says what is missing from when, and only the
+    epochs where a region has no channel at all are left unscored."""
+    from pipeline.io.ncs import HEADER_SIZE, RECORD_SIZE
+
+    raw = recording_in("gappy")
+    (raw / "CSC7.ncs").unlink()  # hippocampus keeps CSC5 and CSC6
+    for name, records in (("CSC2.ncs", 391), ("CSC10.ncs", 586)):  # 512 samples at 2 kHz: 100.1 s and 150.0 s
+        with open(raw / name, "r+b") as f:
+            f.truncate(HEADER_SIZE + RECORD_SIZE * records)
+    before = tree_checksums(raw)
+    project.write_sheet([{"recording_id": "gappy", "animal": "m1", "raw_path": "gappy"}])
+    proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    row = project.read_sheet()[0]
+    assert row["status"] == "done", row
+    message = row["message"]
+    assert message.startswith("Finished: 6 files published (wake "), message
+    assert "Channel CSC7, named in the folder's channel_map.yaml, is missing from the raw folder; the rest was " \
+           "analysed without it." in message
+    assert "Channel CSC2 stops 0:01:40 into the recording, 0:01:20 before its end; from there the rest was " \
+           "analysed without it." in message
+    assert "Channel CSC10 stops 0:02:30 into the recording" in message
+    assert "From 0:02:30 on, thalamus has no channel left: the epochs from there are not scored (unclassified)." \
+        in message
+    unclassified = re.search(r"unclassified (\d+)%\)", message)
+    assert unclassified and 12 <= int(unclassified.group(1)) <= 25, message  # the last 30 s of 180, not more
+
+    res = project.dir / "results" / "gappy"
+    info = json.loads((res / "recording.json").read_text())
+    assert info["missing_channels"] == ["CSC7"]
+    assert set(info["channels_ending_early"]) == {"CSC2", "CSC10"}
+    # CSC2's end leaves the epochs after it scored; only where thalamus has nothing are they not.
+    valid = {}
+    for k in range(3):
+        with open(res / "features" / f"seg{k}.tsv", newline="") as f:
+            valid |= {float(r["onset_s"]): r["valid"] == "1" for r in csv.DictReader(f, delimiter="\t")}
+    assert all(v for t, v in valid.items() if t + 4 <= 150), "epochs before thalamus goes are scored"
+    assert not any(v for t, v in valid.items() if t >= 150)
+    lfp = read_lfp(res / "lfp" / "seg1.fif")
+    flagged = [(round(a["onset"], 1), tuple(a["ch_names"])) for a in lfp.annotations]
+    assert flagged == [(100.1, ("CSC2",))], "flagged for that channel alone, not as a gap of the recording"
+    assert tree_checksums(raw) == before
