@@ -41,6 +41,34 @@ def expand_channels(spec: str | list[str]) -> list[str]:
     return names
 
 
+def channel_list(names: list[str]) -> str:
+    """Channel names as a person reads them: `CSC7, CSC8`, runs of three or more as a
+    range (`CSC33-CSC62`), in natural order."""
+    parts: list[str] = []
+    run: list[tuple[str, int, str]] = []
+
+    def flush():
+        if len(run) >= 3:
+            parts.append(f"{run[0][2]}-{run[-1][2]}")
+        else:
+            parts.extend(name for _, _, name in run)
+        run.clear()
+
+    for name in sorted(names, key=natural_key):
+        m = _NUMBERED.match(name)
+        key = (m.group(1), int(m.group(2)), name) if m else None
+        if key and run and key[0] == run[-1][0] and key[1] == run[-1][1] + 1:
+            run.append(key)
+            continue
+        flush()
+        if key:
+            run.append(key)
+        else:
+            parts.append(name)
+    flush()
+    return ", ".join(parts)
+
+
 # What a region is used for in sleep scoring, and the region names used when a map
 # does not say. A role names a region of the map (matched ignoring case).
 ROLES = {

@@ -21,6 +21,10 @@ from pipeline import __version__, layout
 from pipeline.errors import INTERNAL_ERROR, TEMPORARY, BackendUnavailable, PipelineError
 
 log = logging.getLogger("ephys")
+# The workflow names its configuration file here for the stage commands it runs, which
+# read from it only what changes no output (data_roots); everything else reaches them
+# as options, through the rules' params.
+CONFIG_ENV = "EPHYS_CONFIG"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -115,11 +119,19 @@ def _channel_map(args) -> dict:
     return spec
 
 
+def _data_roots(args) -> list[str]:
+    """The folders raw files must lie in: --data-roots, else data_roots of the configuration
+    (in the workflow, the one Snakemake was given: see CONFIG_ENV)."""
+    if args.data_roots:
+        return [str(Path(r).resolve()) for r in args.data_roots]
+    return _config(args)["data_roots"]
+
+
 def _inspect_settings(args) -> dict:
     """The configuration values inspect uses, from options or the configuration."""
     return {"lfp_rate": float(_option_or_config(args, "lfp_rate", "lfp", "rate")),
             "segment_s": float(_option_or_config(args, "segment_s", "lfp", "segment_s")),
-            "default_channel_map": _channel_map(args)}
+            "default_channel_map": _channel_map(args), "data_roots": _data_roots(args)}
 
 
 def cmd_inspect(args) -> int:
@@ -136,7 +148,8 @@ def cmd_convert_segment(args) -> int:
     from pipeline.convert import convert_segment
     from pipeline.io.recording_info import RecordingInfo
 
-    convert_segment(RecordingInfo.load(args.recording_json), args.segment, args.out_fif, qc_json=args.qc)
+    convert_segment(RecordingInfo.load(args.recording_json), args.segment, args.out_fif, qc_json=args.qc,
+                    data_roots=_data_roots(args))
     return 0
 
 
@@ -149,7 +162,7 @@ def cmd_convert(args) -> int:
                              recording_id=args.recording_id)
     for seg in info.segments:
         convert_segment(info, seg.index, layout.output_in(out, "lfp", seg.index),
-                        qc_json=layout.output_in(out, "lfp_qc", seg.index))
+                        qc_json=layout.output_in(out, "lfp_qc", seg.index), data_roots=_data_roots(args))
     print(f"LFP written to {layout.output_in(out, 'lfp', 0).parent}")
     return 0
 
@@ -306,9 +319,11 @@ def cmd_publish(args) -> int:
 
 # -- registry, poller, status ----------------------------------------------------------
 def cmd_add(args) -> int:
+    from pipeline.config import check_data_roots
     from pipeline.io.registry import Recording, Registry, check_name, resolve_raw_path
 
     cfg = _config(args)
+    check_data_roots(cfg)
     rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
                     str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
                     source="cli")
@@ -472,7 +487,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _data_roots_option(s) -> None:
+    s.add_argument("--data-roots", nargs="+", metavar="FOLDER",
+                   help="the only folders raw files may lie in, links followed (default: data_roots)")
+
+
 def _inspect_options(s) -> None:
+    _data_roots_option(s)
     s.add_argument("--lfp-rate", type=float, help="LFP sampling rate in Hz (default: lfp.rate)")
     s.add_argument("--segment-s", type=float, help="segment length in s (default: lfp.segment_s)")
     s.add_argument("--channel-map", help="the default channel map as JSON (default: channel_maps.default); "
@@ -482,7 +503,8 @@ def _inspect_options(s) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ephys", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"ephys {__version__}")
-    p.add_argument("--config", default="config.yaml", help="configuration file (default: ./config.yaml)")
+    p.add_argument("--config", default=os.environ.get(CONFIG_ENV) or "config.yaml",
+                   help=f"configuration file (default: ${CONFIG_ENV}, else ./config.yaml)")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail in the log")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -518,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("segment", type=int)
     s.add_argument("out_fif")
     s.add_argument("--qc", help="the segment's QC sidecar to write (default: OUT_FIF with .json)")
+    _data_roots_option(s)
     s.set_defaults(func=cmd_convert_segment)
 
     s = sub.add_parser("spectrogram", help="multitaper spectrograms per region of one LFP segment")

@@ -140,6 +140,22 @@ def validate_config(config: dict[str, Any], *, base_dir: str | os.PathLike, sour
     return cfg
 
 
+def check_data_roots(config: dict[str, Any]) -> None:
+    """Stop when a folder of data_roots does not exist (a typo, a share not mounted).
+
+    Not part of loading the configuration: the defaults and a new project name a root
+    made later (`ephys demo` makes it). The poller checks at every poll, and `ephys
+    add` before it registers anything, so a missing root is one sentence for the
+    maintainer, not "your raw_path does not exist" in every row of the sheet.
+    """
+    source = config.get("config_file", "config.yaml")
+    for i, root in enumerate(config["data_roots"]):
+        if not os.path.isdir(root):
+            what = "is not a folder" if os.path.exists(root) else "does not exist (a typo, or a share not mounted?)"
+            raise ConfigError(f"{source}: data_roots[{i}] is {root}, which {what}; fix the path, or remove it from "
+                              "data_roots.")
+
+
 def backend_module(part: str, config: dict, backends: dict[str, str]):
     """The module of the back-end `config[part]["backend"]` chooses, from `backends`
     (name -> module path); each pluggable part (sheet, store, executor) keeps that table."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import __version__
-from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap
+from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap, channel_list
 from pipeline.dsp.channel_qc import channel_qc
 from pipeline.dsp.decimate import Decimator, design_decimator
 from pipeline.errors import DataError, RawDataError
@@ -42,6 +42,42 @@ def resolve_channel_map(raw_dir: str | Path, default: dict) -> tuple[ChannelMap,
     return ChannelMap.from_dict(default), "config: channel_maps.default"
 
 
+def channel_words(names: list[str]) -> str:
+    """'Channel CSC7' or 'Channels CSC7, CSC8' (runs as ranges)."""
+    return f"Channel{'s' if len(names) > 1 else ''} {channel_list(names)}"
+
+
+def clock_text(seconds: float) -> str:
+    """Seconds into the recording as h:mm:ss."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def ending_early_notes(early: dict[str, float], duration_s: float, regions: dict[str, str | None],
+                       bad: set[str]) -> list[str]:
+    """Sentences for channels whose samples end before the recording's (`early`: channel ->
+    seconds), and for a region left with no good channel from some time on."""
+    notes = []
+    by_time: dict[float, list[str]] = {}
+    for ch, t in early.items():
+        by_time.setdefault(round(t, 1), []).append(ch)
+    for t, chans in sorted(by_time.items()):
+        one = len(chans) == 1
+        notes.append(f"{channel_words(chans)} {'stops' if one else 'stop'} {clock_text(t)} into the recording, "
+                     f"{clock_text(duration_s - t)} before its end; from there the rest was analysed without "
+                     f"{'it' if one else 'them'}.")
+    members: dict[str, list[str]] = {}
+    for ch, r in regions.items():
+        if r and ch not in bad:
+            members.setdefault(r, []).append(ch)
+    for r, chans in sorted(members.items()):
+        if all(ch in early for ch in chans):
+            t = max(early[ch] for ch in chans)
+            notes.append(f"From {clock_text(t)} on, {r} has no channel left: the epochs from there are not "
+                         "scored (unclassified).")
+    return notes
+
+
 def segment_count(n_samples: int, segment_samples: int) -> int:
     """Segments of a recording; a tail under a tenth of a segment joins the last one.
 
@@ -57,14 +93,15 @@ def segment_count(n_samples: int, segment_samples: int) -> int:
 
 def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: float, segment_s: float,
                       default_channel_map: dict, recording_id: str | None = None,
-                      animal: str | None = None) -> RecordingInfo:
+                      animal: str | None = None, data_roots: list[str] | None = None) -> RecordingInfo:
     """Describe a raw recording and write recording.json; raise RawDataError if unusable.
 
     `default_channel_map` (channel_maps.default) applies unless the folder has its own
-    channel_map.yaml.
+    channel_map.yaml. `data_roots`: every file read must lie inside them, links followed
+    (pipeline.io.raw.open_recording).
     """
     t_start = time.monotonic()
-    rec = open_recording(raw_dir)
+    rec = open_recording(raw_dir, data_roots=data_roots)
     cmap, cmap_source = resolve_channel_map(raw_dir, default_channel_map)
     lfp_rate = float(lfp_rate)
     try:
@@ -81,6 +118,15 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
                      f"({cmap_source}): the LFP holds them, but spectrograms and sleep states need regions.")
         log.warning("%s", notes[-1])
     qc = channel_qc(rec, converted, {ch: regions[ch] or "unmapped" for ch in converted})
+    recorded = set(rec.channel_names)
+    missing = [ch for chans in cmap.regions.values() for ch in chans if ch not in recorded]
+    if missing:
+        which = "the configuration's default channel map" if cmap_source.startswith("config:") else \
+            f"the folder's {CHANNEL_MAP_FILE}"
+        one = len(missing) == 1
+        notes.append(f"{channel_words(missing)}, named in {which}, {'is' if one else 'are'} missing from the raw "
+                     f"folder; the rest was analysed without {'it' if one else 'them'}.")
+        log.warning("%s", notes[-1])
 
     n_lfp = decimator.n_output(rec.n_samples)
     seg_len = int(round(float(segment_s) * lfp_rate))
@@ -90,6 +136,9 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
                     "all" if len(g.channels) == len(rec.channel_names) else list(g.channels))
             for g in rec.gaps()]
     early = {ch: e / rate for ch, e in rec.channel_ends().items() if e < rec.n_samples}
+    notes += ending_early_notes({ch: t for ch, t in early.items() if ch in converted}, rec.duration_s,
+                                {ch: regions[ch] for ch in converted},
+                                {ch for ch in converted if qc.get(ch, {}).get("flag", "ok") != "ok"})
     info = RecordingInfo(
         recording_id=recording_id,
         animal=animal,
@@ -119,6 +168,7 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
         channels_ending_early=early,
         files=rec.describe_files(),
         notes=notes,
+        missing_channels=missing,
     )
     if early:
         log.warning("channels ending before the others: %s",
@@ -133,16 +183,17 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
 
 
 def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, qc_json: str | Path | None = None,
-                    progress_every_s: float = 30.0) -> dict:
+                    progress_every_s: float = 30.0, data_roots: list[str] | None = None) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
 
     Writes `out_fif` and the segment's QC sidecar `qc_json` (default: `out_fif` with
     .json; channel regions, per-channel LFP RMS), both atomically. Returns the sidecar's
-    content.
+    content. `data_roots`: as for `inspect_recording` (checked again: links may have
+    changed since).
     """
     t_start = time.monotonic()
     index = {f["file"]: f["index"] for f in info.files if "index" in f} or None  # Neuralynx's reading index
-    rec = open_recording(info.raw_path, index=index)
+    rec = open_recording(info.raw_path, index=index, data_roots=data_roots)
     if rec.n_samples != info.n_samples or rec.channel_names != [c.name for c in info.channels]:
         raise RawDataError(
             f"{info.raw_path} changed since it was inspected (length or channels differ); "
@@ -184,15 +235,22 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
         return lfp
 
     seg_end_s = (j0 + n) / lfp_rate
-    gaps_s = []
+    gaps_s, channel_gaps_s = [], []
     for g in info.gaps:
         g0, g1 = g.start_s, g.start_s + g.duration_s
         lo, hi = max(g0, seg.start_s), min(g1, seg_end_s)
-        if hi > lo:
+        if hi <= lo:
+            continue
+        # A gap of some channels only (one that ended early, say) is flagged for those
+        # channels: the others go on being analysed there. Ignored channels do not count.
+        missing = names if g.channels == "all" else [ch for ch in names if ch in g.channels]
+        if len(missing) == len(names):
             gaps_s.append((lo, hi - lo))
+        elif missing:
+            channel_gaps_s.append((lo, hi - lo, missing))
     info_mne = make_info(names, types, lfp_rate, meas_date, bads)
     try:
-        write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s)
+        write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s, channel_gaps_s=channel_gaps_s)
     finally:
         reader.close()
     elapsed = time.monotonic() - t_start
@@ -203,6 +261,7 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
         "channels": [{"name": c.name, "region": c.region, "bad": c.bad,
                       "lfp_rms_uv": float(np.sqrt(sumsq[i] / max(n, 1)) * 1e6)} for i, c in enumerate(chans)],
         "gaps": [{"start_s": s, "duration_s": d} for s, d in gaps_s],
+        "channel_gaps": [{"start_s": s, "duration_s": d, "channels": ch} for s, d, ch in channel_gaps_s],
         "seconds": elapsed,
         "x_realtime": (n / lfp_rate) / elapsed if elapsed > 0 else None,
     }

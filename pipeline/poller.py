@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.config import check_data_roots
 from pipeline.errors import BackendUnavailable, ConfigError, PipelineError, RowError
 from pipeline.executor import Executor, Run, RunFiles, make_executor, now_iso
 from pipeline.io.registry import Recording, Registry, check_name, id_taken_message, new_run_id, resolve_raw_path
@@ -85,6 +86,7 @@ class PollReport:
 
 class Poller:
     def __init__(self, config: dict, *, sheet: Sheet | None = None, executor: Executor | None = None):
+        check_data_roots(config)  # before any row is judged by them
         self.config = config
         self.base = Path(config["base_dir"])
         self.sheet = sheet or make_sheet(config)

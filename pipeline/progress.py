@@ -101,13 +101,23 @@ def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> tuple[str,
 
 
 def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
-    summary = RecordingPaths(rec_id, base).summary
+    """What a finished recording's row says: the time in each state (and the share not
+    scored, if any), then what inspect found worth saying (channels missing from the
+    folder or ending early), so that nobody has to open a log to learn of it."""
+    paths = RecordingPaths(rec_id, base)
     try:
-        frac = json.loads(summary.read_text(encoding="utf-8"))["fractions"]
+        frac = json.loads(paths.summary.read_text(encoding="utf-8"))["fractions"]
     except (OSError, ValueError, KeyError):
         frac = {}
-    states = ", ".join(f"{s} {100 * frac[s]:.0f}%" for s in ("wake", "nrem", "rem") if s in frac)
-    return f"Finished: {n_files} files published ({states})."
+    shown = [s for s in ("wake", "nrem", "rem") if s in frac]
+    if frac.get("unclassified", 0) >= 0.005:
+        shown.append("unclassified")
+    states = ", ".join(f"{s} {100 * frac[s]:.0f}%" for s in shown)
+    try:
+        notes = RecordingInfo.load(paths.recording_json).notes
+    except PipelineError:  # removed, or from another version: the published results stand
+        notes = []
+    return " ".join([f"Finished: {n_files} files published ({states}).", *notes])
 
 
 @dataclass

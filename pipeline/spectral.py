@@ -1,11 +1,13 @@
 """Spectrogram stage: LFP segment -> one multitaper spectrogram per brain region.
 
 Each region's signal is the mean of its good channels (channels QC flagged as dead or
-noisy are left out); channels in no region are in the LFP but in no spectrogram, and an
-LFP without any channel in a brain region stops here with a sentence on how to map one.
+noisy are left out), at each moment of those that have samples then (a channel that
+ended early, or skipped records, is left out there: BAD_NO_SAMPLES); channels in no
+region are in the LFP but in no spectrogram, and an LFP without any channel in a brain
+region stops here with a sentence on how to map one.
 The result is saved as .npz: `freqs`, `onsets_s` (epoch onsets from the recording
 start), `regions`, `power` (regions x epochs x freqs, V^2/Hz), `valid` (epochs not
-touching a recording gap), `roles` (JSON: the region of each role in sleep scoring) and,
+touching a recording gap, nor a stretch where a region has no channel with samples), `roles` (JSON: the region of each role in sleep scoring) and,
 where the LFP rate allows, `lfp_emg`: muscle tone estimated from the LFP itself, the
 mean correlation between brain regions of their 300-600 Hz activity in each epoch
 (neck and jaw muscles reach every electrode alike, brain activity at these frequencies
@@ -24,15 +26,35 @@ from pipeline.channels import ROLES, resolve_roles
 from pipeline.dsp.spectrogram import epoch_spectrogram
 from pipeline.errors import DataError, RawDataError
 from pipeline.io.atomic import atomic_path
-from pipeline.io.lfp import GAP_ANNOTATION, read_lfp
+from pipeline.io.lfp import CHANNEL_GAP_ANNOTATION, GAP_ANNOTATION, read_lfp
 from pipeline.io.recording_info import RecordingInfo
 
 log = logging.getLogger(__name__)
 
 
-def region_signals(raw, info: RecordingInfo, *, chunk_s: float = 300.0) -> dict[str, np.ndarray]:
-    """Mean LFP of the good channels of each region, in volts.
+def channel_gaps(raw) -> dict[str, list[tuple[int, int]]]:
+    """Channel -> sample spans [a, b) of `raw` where it has no samples (BAD_NO_SAMPLES)."""
+    sfreq = raw.info["sfreq"]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for a in raw.annotations:
+        if a["description"] != CHANNEL_GAP_ANNOTATION:
+            continue
+        onset = a["onset"] - (raw.first_time if raw.annotations.orig_time is None else 0)
+        lo = max(int(np.floor(onset * sfreq + 1e-6)) - raw.first_samp, 0)
+        hi = min(int(np.ceil((onset + a["duration"]) * sfreq - 1e-6)) - raw.first_samp, raw.n_times)
+        if hi > lo:
+            for ch in a["ch_names"]:
+                out.setdefault(ch, []).append((lo, hi))
+    return out
 
+
+def region_signals(raw, info: RecordingInfo, *, chunk_s: float = 300.0) -> tuple[dict[str, np.ndarray],
+                                                                                  dict[str, np.ndarray]]:
+    """Mean LFP of the good channels of each region, in volts, and where each region
+    had no channel with samples (a boolean per sample).
+
+    At each sample the mean takes the channels that have samples there; where none has,
+    it takes them all (their filled values: the epochs there are not valid anyway).
     Read in chunks of `chunk_s` seconds, so a one-hour, 64-channel segment never sits
     in memory whole (it would be 1.8 GB as MNE's float64).
     """
@@ -43,13 +65,36 @@ def region_signals(raw, info: RecordingInfo, *, chunk_s: float = 300.0) -> dict[
             continue
         regions.setdefault(region_of[name], []).append(i)
     n = raw.n_times
+    gaps = channel_gaps(raw)
+    has = {}  # channel index -> samples where it has data, for the channels with a gap
+    for i, name in enumerate(raw.ch_names):
+        if name in gaps:
+            has[i] = np.ones(n, dtype=bool)
+            for lo, hi in gaps[name]:
+                has[i][lo:hi] = False
     out = {r: np.empty(n, dtype=np.float64) for r in regions}
+    empty = {r: np.zeros(n, dtype=bool) for r in regions}
     step = max(1, int(chunk_s * raw.info["sfreq"]))
     for start in range(0, n, step):
         stop = min(n, start + step)
         for r, idx in regions.items():
-            out[r][start:stop] = raw.get_data(picks=idx, start=start, stop=stop).mean(axis=0)
-    return out
+            x = raw.get_data(picks=idx, start=start, stop=stop)
+            if not any(i in has for i in idx):
+                out[r][start:stop] = x.mean(axis=0)
+                continue
+            w = np.stack([has[i][start:stop] if i in has else np.ones(stop - start, dtype=bool) for i in idx])
+            count = w.sum(axis=0)
+            none = count == 0
+            out[r][start:stop] = np.where(none, x.mean(axis=0), (x * w).sum(axis=0) / np.maximum(count, 1))
+            empty[r][start:stop] = none
+    return out, empty
+
+
+def epochs_touching(mask: np.ndarray, n_epochs: int, epoch_samples: int) -> np.ndarray:
+    """Per epoch: whether any of its samples is True in `mask`."""
+    m = mask[: n_epochs * epoch_samples]
+    m = np.concatenate([m, np.zeros(n_epochs * epoch_samples - len(m), dtype=bool)])
+    return m.reshape(n_epochs, epoch_samples).any(axis=1)
 
 
 def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
@@ -108,7 +153,7 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
             "(e.g. regions: {cortex: CSC1-CSC4}) or in channel_maps.default of config.yaml, then process the "
             "recording again (tick rerun)."
         )
-    signals = region_signals(raw, info)
+    signals, empty = region_signals(raw, info)
     if not signals:
         raise DataError(f"{lfp_path}: no good channel in any region (QC flagged them all as dead or noisy); "
                         "each channel's qc.flag in recording.json says why.")
@@ -132,6 +177,13 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
     power = np.stack(powers)
     onsets = raw.first_samp / raw.info["sfreq"] + epoch_s * np.arange(power.shape[1])
     valid = epoch_validity(raw, onsets, epoch_s)
+    epoch_samples = int(round(epoch_s * rate))
+    for r in regions:
+        if empty[r].any():
+            lost = epochs_touching(empty[r], len(onsets), epoch_samples)
+            log.warning("%s has no channel with samples in %d epoch(s) of %s: those epochs are not scored",
+                        r, int(lost.sum()), lfp_path)
+            valid &= ~lost
     with atomic_path(out_npz, suffix=".npz") as tmp:
         extra = {} if emg_estimate is None else {"lfp_emg": emg_estimate[: power.shape[1]]}
         np.savez(tmp, freqs=freqs, onsets_s=onsets, regions=np.array(regions), power=power, valid=valid,

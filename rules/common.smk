@@ -31,12 +31,17 @@ except ConfigError as e:
 workdir: CFG["base_dir"]
 
 
-# Jobs run the `ephys` command of the Python environment running Snakemake.
+# Jobs run the `ephys` command of the Python environment running Snakemake, and read
+# from this configuration file what changes no output (data_roots: which folders raw
+# files may lie in). Passed in the environment, not the rules' commands: a changed
+# command would make Snakemake process every recording again.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+os.environ["EPHYS_CONFIG"] = CFG["config_file"]
+
+
 envvars:
     "PATH",
-
-
-os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    "EPHYS_CONFIG",
 
 OUT = layout.OUTPUTS
 LOG = layout.LOGS
@@ -97,13 +102,18 @@ def segment_outputs(name):
 def channel_map_param(wildcards):
     """The channel map inspect will apply: the raw folder's own, else channel_maps.default.
     (So that editing the default re-inspects only the recordings that use it.)"""
+    from pipeline.io.raw import lies_inside
+
     own = Path(registered(wildcards.rec).raw_path) / CHANNEL_MAP_FILE
     if not own.is_file():
         return json_param(CFG["channel_maps"]["default"])
+    if not lies_inside(own, CFG["data_roots"]):
+        # A link out of the data roots, not to be read: inspect refuses the folder and says why.
+        return UNREADABLE_MAP
     try:
         return json_param(ChannelMap.from_file(own).to_dict())
     except (OSError, ValueError):
-        return "unreadable"  # inspect reports what is wrong with it
+        return UNREADABLE_MAP  # inspect reports what is wrong with it
 
 
 def grows(amount):
@@ -117,12 +127,18 @@ def json_param(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+# The param for a folder's own map that cannot be read: a valid map (inspect parses its
+# --channel-map before it reads the folder), marked so that no other helper takes it
+# for the map in use.
+UNREADABLE_MAP = json_param({"regions": {"unreadable channel_map.yaml": []}})
+
+
 def analysis_settings(wildcards):
     """The values every analysis stage of a recording was given, as one JSON param of the
     figures (its provenance): a changed value re-runs the figures anyway, through their inputs."""
     settings = {stage: SETTINGS[stage] for stage in ANALYSIS_STAGES}
     own_map = channel_map_param(wildcards)
-    if own_map != "unreadable":
+    if own_map != UNREADABLE_MAP:
         settings["inspect"] = stage_settings(CFG, model_version=SETTINGS["classify"]["model"],
                                              channel_map=json.loads(own_map))["inspect"]
     return json_param(settings)

@@ -253,6 +253,30 @@ def test_a_raw_file_changed_since_inspect_is_refused(project, recording_in):
     assert not (out / "seg0.fif").exists()
 
 
+def test_a_link_out_of_the_data_roots_made_after_inspect_is_refused_by_the_segment_job(project, recording_in,
+                                                                                       tmp_path):
+    """Each job that opens raw files checks them again: a file replaced by a link
+    between inspect and convert is not read."""
+    raw = recording_in("rec1")
+    out = project.dir / "out"
+    assert project.ephys("inspect", str(raw), str(out / "recording.json")).returncode == 0
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.move(raw / "CSC5.ncs", outside / "CSC5.ncs")
+    (raw / "CSC5.ncs").symlink_to(outside / "CSC5.ncs")
+    proc = project.ephys("convert-segment", str(out / "recording.json"), "0", str(out / "seg0.fif"))
+    assert proc.returncode == 2, proc.stderr
+    assert (f"ERROR: CSC5.ncs in the raw data folder {raw} is a link to a place outside the folders the pipeline "
+            f"may read ({project.raw}); put the file itself into the folder") in proc.stderr
+    assert not (out / "seg0.fif").exists()
+    # A link that stays inside the roots is followed as before.
+    (raw / "CSC5.ncs").unlink()
+    shutil.move(outside / "CSC5.ncs", project.raw / "CSC5-kept-here.ncs")
+    (raw / "CSC5.ncs").symlink_to(project.raw / "CSC5-kept-here.ncs")
+    proc = project.ephys("convert-segment", str(out / "recording.json"), "0", str(out / "seg0.fif"))
+    assert proc.returncode == 0, proc.stderr
+
+
 def convert_lahcu1(project, name: str, channel_map: str | None):
     """`ephys convert` of a folder holding a copy of the vendor's LAHCu1.ncs (and the map, if given)."""
     raw = project.raw / name

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -216,3 +218,105 @@ def test_continuous_poller_picks_up_a_new_row_and_stops_cleanly_on_sigterm(proje
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopping after this poll" in err
+
+
+def test_a_file_linked_from_outside_the_data_roots_is_refused_and_never_published(project, recording_in, tmp_path):
+    """The raw folder is inside a root, but one of its files is a link to a file
+    outside every root: nothing of it is read, converted or published."""
+    raw = recording_in("linked")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(raw / "CSC3.ncs", outside / "CSC3.ncs")  # a channel anyone may not read through the pipeline
+    (raw / "CSC3.ncs").symlink_to(outside / "CSC3.ncs")
+    mapped = recording_in("map-linked")  # the folder's own channel map is a link out
+    shutil.move(mapped / "channel_map.yaml", outside / "channel_map.yaml")
+    (mapped / "channel_map.yaml").symlink_to(outside / "channel_map.yaml")
+    before = tree_checksums(outside)
+    project.write_sheet([{"recording_id": "linked", "animal": "m1", "raw_path": "linked"},
+                         {"recording_id": "map-linked", "animal": "m1", "raw_path": "map-linked"}])
+    proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    row, map_row = project.read_sheet()
+    assert map_row["status"] == "failed" and map_row["message"].startswith(
+        "Checking the raw files failed: channel_map.yaml in the raw data folder "), map_row["message"]
+    assert row["status"] == "failed", row
+    assert row["message"].startswith("Checking the raw files failed: CSC3.ncs in the raw data folder "), row["message"]
+    assert "is a link to a place outside the folders the pipeline may read" in row["message"]
+    assert "put the file itself into the folder instead of a link to it" in row["message"]
+    assert str(outside) not in row["message"], "where the link points is not shown"
+    res = project.dir / "results" / "linked"
+    assert not (res / "recording.json").exists() and not (res / "published.json").exists()
+    assert not (project.dir / "published" / "m1").exists()
+    assert tree_checksums(outside) == before
+
+
+def test_a_data_root_that_does_not_exist_stops_the_poller_not_every_row(project, recording_in):
+    recording_in("rec1")
+    project.set_config(data_roots=["raw", "/mnt/share-not-mounted"])
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"},
+                         {"recording_id": "rec2", "animal": "m1", "raw_path": "/mnt/share-not-mounted/rec2"}])
+    sheet_before = project.sheet.read_bytes()
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 2
+    expected = (f"ERROR: {project.config_path}: data_roots[1] is /mnt/share-not-mounted, which does not exist (a typo, "
+                "or a share not mounted?); fix the path, or remove it from data_roots.")
+    assert proc.stderr.strip().splitlines()[-1] == expected, proc.stderr
+    assert project.sheet.read_bytes() == sheet_before, "no row is judged against a root that is not there"
+    assert not (project.dir / "state" / "recordings.tsv").exists()
+    add = project.ephys("add", "rec1", "m1", "rec1")
+    assert add.returncode == 2 and add.stderr.strip().splitlines()[-1] == expected
+    # Mounted (here: made), the same rows go through without anyone touching them.
+    project.set_config(data_roots=["raw"])
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 0, proc.stderr
+    rows = by_id(project.read_sheet())
+    assert rows["rec1"]["status"] in ("queued", "running"), rows["rec1"]
+    assert rows["rec2"]["status"] == "invalid" and "outside the folders" in rows["rec2"]["message"]
+    project.ephys("cancel", "rec1")
+
+
+def test_missing_and_short_channels_are_told_in_the_row_and_the_rest_is_scored(project, recording_in):
+    """A channel of the map with no file, one that ends early, and a region whose only
+    good channel ends early (thalamus: CSC8 is dead and CSC9 noisy in this recording):
+    the recording is scored, the row says what is missing from when, and only the
+    epochs where a region has no channel at all are left unscored."""
+    from pipeline.io.ncs import HEADER_SIZE, RECORD_SIZE
+
+    raw = recording_in("gappy")
+    (raw / "CSC7.ncs").unlink()  # hippocampus keeps CSC5 and CSC6
+    for name, records in (("CSC2.ncs", 391), ("CSC10.ncs", 586)):  # 512 samples at 2 kHz: 100.1 s and 150.0 s
+        with open(raw / name, "r+b") as f:
+            f.truncate(HEADER_SIZE + RECORD_SIZE * records)
+    before = tree_checksums(raw)
+    project.write_sheet([{"recording_id": "gappy", "animal": "m1", "raw_path": "gappy"}])
+    proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    row = project.read_sheet()[0]
+    assert row["status"] == "done", row
+    message = row["message"]
+    assert message.startswith("Finished: 6 files published (wake "), message
+    assert "Channel CSC7, named in the folder's channel_map.yaml, is missing from the raw folder; the rest was " \
+           "analysed without it." in message
+    assert "Channel CSC2 stops 0:01:40 into the recording, 0:01:20 before its end; from there the rest was " \
+           "analysed without it." in message
+    assert "Channel CSC10 stops 0:02:30 into the recording" in message
+    assert "From 0:02:30 on, thalamus has no channel left: the epochs from there are not scored (unclassified)." \
+        in message
+    unclassified = re.search(r"unclassified (\d+)%\)", message)
+    assert unclassified and 12 <= int(unclassified.group(1)) <= 25, message  # the last 30 s of 180, not more
+
+    res = project.dir / "results" / "gappy"
+    info = json.loads((res / "recording.json").read_text())
+    assert info["missing_channels"] == ["CSC7"]
+    assert set(info["channels_ending_early"]) == {"CSC2", "CSC10"}
+    # CSC2's end leaves the epochs after it scored; only where thalamus has nothing are they not.
+    valid = {}
+    for k in range(3):
+        with open(res / "features" / f"seg{k}.tsv", newline="") as f:
+            valid |= {float(r["onset_s"]): r["valid"] == "1" for r in csv.DictReader(f, delimiter="\t")}
+    assert all(v for t, v in valid.items() if t + 4 <= 150), "epochs before thalamus goes are scored"
+    assert not any(v for t, v in valid.items() if t >= 150)
+    lfp = read_lfp(res / "lfp" / "seg1.fif")
+    flagged = [(round(a["onset"], 1), tuple(a["ch_names"])) for a in lfp.annotations]
+    assert flagged == [(100.1, ("CSC2",))], "flagged for that channel alone, not as a gap of the recording"
+    assert tree_checksums(raw) == before

@@ -18,7 +18,11 @@ from mne.io import BaseRaw
 
 from pipeline.io.atomic import atomic_path
 
-GAP_ANNOTATION = "BAD_ACQ_SKIP"
+GAP_ANNOTATION = "BAD_ACQ_SKIP"  # no channel has samples there
+# Some channels have no samples there (one ended early, or skipped records): an
+# annotation naming those channels. Not BAD_ACQ_SKIP, which MNE writes as a skip of
+# every channel.
+CHANNEL_GAP_ANNOTATION = "BAD_NO_SAMPLES"
 
 
 class _ComputedRaw(BaseRaw):
@@ -50,17 +54,21 @@ def make_info(channel_names: list[str], channel_types: list[str], rate: float, m
 
 def write_lfp_segment(path: str | Path, info: mne.Info, first_samp: int, n_samples: int,
                       compute: Callable[[int, int], np.ndarray], *, gaps_s: list[tuple[float, float]] = (),
-                      buffer_s: float = 10.0) -> None:
+                      channel_gaps_s: list[tuple[float, float, list[str]]] = (), buffer_s: float = 10.0) -> None:
     """Write LFP samples [first_samp, first_samp + n_samples) to `path`, atomically, float32.
 
     `compute(a, b)` returns segment-relative samples a..b, shape (n_channels, b - a), volts.
-    `gaps_s` are (onset, duration) in seconds from the recording start, annotated BAD_ACQ_SKIP.
+    `gaps_s` are (onset, duration) in seconds from the recording start, annotated BAD_ACQ_SKIP;
+    `channel_gaps_s` (onset, duration, channels) where only those channels have no
+    samples, annotated BAD_NO_SAMPLES for those channels.
     """
     raw = _ComputedRaw(info, first_samp, n_samples, compute)
-    if gaps_s:
-        onsets, durations = zip(*gaps_s)
-        raw.set_annotations(mne.Annotations(onsets, durations, [GAP_ANNOTATION] * len(onsets),
-                                            orig_time=info["meas_date"]))
+    spans = [(o, d, GAP_ANNOTATION, []) for o, d in gaps_s] + \
+            [(o, d, CHANNEL_GAP_ANNOTATION, list(ch)) for o, d, ch in channel_gaps_s]
+    if spans:
+        onsets, durations, descriptions, channels = zip(*spans)
+        raw.set_annotations(mne.Annotations(onsets, durations, descriptions, orig_time=info["meas_date"],
+                                            ch_names=channels))
     with atomic_path(path, suffix="_raw.fif") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MNE's advice on file naming is not for us
         raw.save(tmp, fmt="single", buffer_size_sec=buffer_s, overwrite=True, verbose=False)

@@ -18,6 +18,10 @@ from pipeline.errors import DataError
 from pipeline.io.atomic import write_json_atomic
 
 SCHEMA_VERSION = 2  # 1: the untyped dict of pipeline 0.1 (no schema_version key)
+# Fields added within a version have a default, so files written before them still
+# load (they then say nothing of what those fields record); a pipeline older than a
+# field refuses a file holding it by its unknown key, with how to make it again. A
+# field without a default, or a change of meaning, needs a new SCHEMA_VERSION.
 
 
 @dataclass
@@ -82,6 +86,9 @@ class RecordingInfo:
     files: list[dict]  # per-file facts of the format (size, quick checksum, reading index)
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)  # things inspect found worth saying
+    # Named in the channel map (regions), but no file provides them. Added in 0.x within
+    # schema 2: absent (empty) in files inspected before.
+    missing_channels: list[str] = field(default_factory=list)
 
     # -- views -----------------------------------------------------------------------
     @property
