@@ -1,6 +1,6 @@
 """Benchmark: how hard the synthetic animals are to score, measured like real mouse data.
 
-    python bench/sleep.py [--hours 6] [--animals 5] [--rate 250] [--workdir DIR]
+    python bench/sleep.py [--hours 6] [--animals 5] [--rate 1000] [--workdir DIR]
 
 Writes each animal (seeds 1..N, from 07:00, lights on) as an EEG/EMG EDF with its scoring
 (pipeline.synth.write_synthetic_edf), then measures from those files alone, with 4-s epochs
@@ -210,7 +210,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hours", type=float, default=6.0, help="length of each animal's recording (size option)")
     ap.add_argument("--animals", type=int, default=5, help="how many animals (seeds 1..N)")
-    ap.add_argument("--rate", type=float, default=250.0, help="EDF sampling rate in Hz")
+    ap.add_argument("--rate", type=float, default=1000.0,
+                    help="EDF sampling rate in Hz (1000, the workflow's LFP rate, lets muscle tone be estimated "
+                         "from the EEG when the EMG is left out)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the EDF and truth files here")
     ap.add_argument("--speed-minutes", type=float, default=60.0, help="minutes of 64-channel LFP for the speed figures")
     ap.add_argument("--no-scoring", action="store_true", help="only the difficulty and speed figures")

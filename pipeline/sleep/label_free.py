@@ -96,12 +96,22 @@ def split_states(z: np.ndarray, *, rel_delta: np.ndarray | None = None) -> tuple
     delta, theta, muscle = z.T
     labels = np.full(len(z), STATES.index("nrem"))
     found: dict = {}
-    wake_marker = muscle if np.all(np.isfinite(muscle)) else -delta
-    mu, sd, w = fit_two_groups(wake_marker)
-    found["wake_separation"] = round(separation(mu, sd), 2)
-    if separation(mu, sd) > MIN_SEPARATION and min(w) > MIN_WEIGHT:
-        wake = _posterior_high(wake_marker, mu, sd, w) > 0.5
-    else:
+    # Wake against sleep: on muscle tone where there is a measure of it; where its two
+    # groups do not stand apart (muscle tone estimated from the LFP is weaker), on muscle
+    # tone and delta together, then on delta alone.
+    candidates = [("muscle", muscle), ("muscle-delta", muscle - delta), ("delta", -delta)]
+    wake = None
+    for name, marker in candidates:
+        if not np.all(np.isfinite(marker)):
+            continue
+        mu, sd, w = fit_two_groups(marker)
+        found.setdefault("wake_separation", round(separation(mu, sd), 2))
+        if separation(mu, sd) > MIN_SEPARATION and min(w) > MIN_WEIGHT:
+            wake = _posterior_high(marker, mu, sd, w) > 0.5
+            found["wake_marker"] = name
+            found["wake_separation"] = round(separation(mu, sd), 2)
+            break
+    if wake is None:
         # One group only: all awake or all asleep, told by how much delta there is.
         asleep = rel_delta is not None and float(np.median(rel_delta)) > SLEEP_REL_DELTA
         wake = np.full(len(z), not asleep)
@@ -169,8 +179,10 @@ class LabelFreeModel:
     kind = LABEL_FREE
     version = LABEL_FREE_VERSION
 
-    def __init__(self, *, confident: float = 0.9, min_per_state: int = 20, second_pass: bool = True):
+    def __init__(self, *, confident: float = 0.9, min_per_state: int = 20, second_pass: bool = True,
+                 edge_s: float = 16.0):
         self.confident = confident
+        self.edge_s = edge_s
         self.min_per_state = min_per_state
         self.second_pass = second_pass
 
@@ -210,7 +222,15 @@ class LabelFreeModel:
         first[~table.valid] = 0.0
         states, probs = smooth(first, table.epoch_s)
         conf = probs[np.arange(len(states)), states]
-        sure = table.valid & (conf >= self.confident)
+        # Epochs near the start or end of REM are the first pass's least trustworthy labels
+        # (its minute-long theta average smears REM into the NREM around it): not taught.
+        rem = STATES.index("rem")
+        change = np.flatnonzero((states[1:] != states[:-1]) & ((states[1:] == rem) | (states[:-1] == rem)))
+        edge = np.zeros(len(states), dtype=bool)
+        reach = int(round(self.edge_s / table.epoch_s))
+        for c in change:
+            edge[max(0, c + 1 - reach): c + 1 + reach] = True
+        sure = table.valid & (conf >= self.confident) & ~edge
         counts = {STATES[i]: int((sure & (states == i)).sum()) for i in range(len(STATES))}
         classes = [i for i in range(len(STATES)) if present[i] and counts[STATES[i]] >= self.min_per_state]
         if len(classes) < 2:

@@ -75,6 +75,7 @@ _EVENT_PEAKS = {
 }
 _EMG_BURST_UV = 80.0  # movement bursts: several times the resting wake tone
 _EMG_TWITCH_UV = 12.0  # REM twitches: small against waking EMG
+_TONE_CONTAMINATION = 0.3  # fraction of the neck EMG's amplitude seen on every LFP channel
 _CONTAMINATION_UV = 20.0  # muscle activity picked up by LFP electrodes during movement
 _NOISY_UV = 300.0  # broadband noise of the noisy channel, ~10x a normal channel's LFP
 # Paul Kellet's economy pinking filter: 1/f power over three decades.
@@ -325,6 +326,7 @@ class _LowRateSignal:
                     _EMG_BURST_UV * mov_env + _EMG_TWITCH_UV * self.events["twitch"].envelope(j0, n, fs)
                 )
                 muscle = s[0] * src.norm
+                tone_v = amp / (src.norm * self.region_gain["emg"])  # the muscles' own activity, volts RMS
             elif src.event is not None:
                 amp += src.norm * src.event_peak_v * self.events[src.event].envelope(j0, n, fs)
             s *= amp
@@ -335,7 +337,10 @@ class _LowRateSignal:
         # Movement: slow electrode artefacts and muscle contamination on the LFP channels.
         common = np.empty((2, n))
         common[0] = self.events["artefact"].envelope(j0, n, fs)
-        common[1] = 0.0 if muscle is None else _CONTAMINATION_UV * 1e-6 * (0.5 * move + mov_env) * muscle
+        # Neck and jaw muscles reach every electrode in proportion to their tone (SleepScoreMaster
+        # estimates EMG from the LFP this way); movement adds more.
+        common[1] = 0.0 if muscle is None else (
+            _TONE_CONTAMINATION * tone_v + _CONTAMINATION_UV * 1e-6 * (0.5 * move + mov_env)) * muscle
         pink += _small_matmul(self.lfp_common_gain, common)
         x[self.lfp] += pink
         if self.emg.size:  # the heart's QRS spikes, seen by every EMG wire alike
