@@ -174,8 +174,13 @@ def cmd_spectrogram(args) -> int:
     compute_spectrogram(RecordingInfo.load(args.recording_json), args.lfp_fif, args.out_npz,
                         epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
                         time_bandwidth=float(_option_or_config(args, "time_bandwidth", "spectrogram", "time_bandwidth")),
-                        fmax=float(_option_or_config(args, "fmax", "spectrogram", "fmax")))
+                        fmax=float(_option_or_config(args, "fmax", "spectrogram", "fmax")),
+                        per_channel=_yes(_option_or_config(args, "per_channel", "spectrogram", "per_channel")))
     return 0
+
+
+def _yes(value) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("yes", "true", "1")
 
 
 def cmd_features(args) -> int:
@@ -550,6 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epoch-s", type=float, help="epoch (window) length in s (default: sleep.epoch_s)")
     s.add_argument("--time-bandwidth", type=float, help="multitaper NW (default: spectrogram.time_bandwidth)")
     s.add_argument("--fmax", type=float, help="highest frequency kept in Hz (default: spectrogram.fmax)")
+    s.add_argument("--per-channel", choices=["yes", "no"],
+                   help="also one spectrogram per good channel (default: spectrogram.per_channel)")
     s.set_defaults(func=cmd_spectrogram)
 
     s = sub.add_parser("features", help="per-epoch sleep features of one segment's spectrograms")

@@ -139,10 +139,25 @@ def lfp_emg(signals: list[np.ndarray], rate: float, epoch_s: float, *, passband_
     return np.mean(pairs, axis=0)
 
 
+def channel_spectrograms(raw, info: RecordingInfo, epoch_s: float, *, time_bandwidth: float,
+                         fmax: float) -> tuple[list[str], np.ndarray]:
+    """Spectrograms of every good channel of a region, one at a time (memory: one channel)."""
+    region_of = {c.name: c.region for c in info.channels}
+    names = [n for n in raw.ch_names if region_of.get(n) and n not in raw.info["bads"]]
+    powers = []
+    for name in names:
+        _, p = epoch_spectrogram(raw.get_data(picks=[name])[0], raw.info["sfreq"], epoch_s,
+                                 time_bandwidth=time_bandwidth, fmax=fmax)
+        powers.append(p.astype(np.float32))
+    return names, np.stack(powers) if powers else np.zeros((0, 0, 0), dtype=np.float32)
+
+
 def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str | Path, *, epoch_s: float,
-                        time_bandwidth: float, fmax: float) -> dict:
+                        time_bandwidth: float, fmax: float, per_channel: bool = False) -> dict:
     """One multitaper spectrogram per region, one window per epoch of `epoch_s` seconds
-    (sleep.epoch_s), with `time_bandwidth` (NW) and frequencies up to `fmax` Hz."""
+    (sleep.epoch_s), with `time_bandwidth` (NW) and frequencies up to `fmax` Hz; with
+    `per_channel` (spectrogram.per_channel), also one per good channel of a region
+    (`channel_names`, `channel_power` in the .npz)."""
     raw = read_lfp(lfp_path, preload=False)
     region_of = {c.name: c.region for c in info.channels}
     emg_region = ((info.channel_map or {}).get("roles") or ROLES).get("emg")
@@ -186,6 +201,9 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
             valid &= ~lost
     with atomic_path(out_npz, suffix=".npz") as tmp:
         extra = {} if emg_estimate is None else {"lfp_emg": emg_estimate[: power.shape[1]]}
+        if per_channel:
+            names, channel_power = channel_spectrograms(raw, info, epoch_s, time_bandwidth=time_bandwidth, fmax=fmax)
+            extra.update(channel_names=np.array(names), channel_power=channel_power)
         np.savez(tmp, freqs=freqs, onsets_s=onsets, regions=np.array(regions), power=power, valid=valid,
                  roles=np.array(json.dumps(roles)), **extra)
     log.info("spectrogram of %s: %d regions x %d epochs x %d freqs", lfp_path, *power.shape)

@@ -8,6 +8,7 @@ rule spectrogram:
         epoch_s=SETTINGS["spectrogram"]["epoch_s"],
         time_bandwidth=SETTINGS["spectrogram"]["time_bandwidth"],
         fmax=SETTINGS["spectrogram"]["fmax"],
+        per_channel="yes" if SETTINGS["spectrogram"]["per_channel"] else "no",
     log:
         LOG["spectrogram"],
     group:
@@ -17,4 +18,4 @@ rule spectrogram:
         runtime=grows(15),
     shell:
         "ephys spectrogram {input.info:q} {input.lfp:q} {output:q} --epoch-s {params.epoch_s} "
-        "--time-bandwidth {params.time_bandwidth} --fmax {params.fmax} > {log:q} 2>&1"
+        "--time-bandwidth {params.time_bandwidth} --fmax {params.fmax} --per-channel {params.per_channel} > {log:q} 2>&1"

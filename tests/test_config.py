@@ -32,7 +32,7 @@ def test_keys_left_out_take_the_schema_defaults_and_paths_the_config_folder(tmp_
     assert cfg["sheet"] == {"backend": "local"}, "the caller's mapping is not changed"
     del cfg["spectrogram"], cfg["poller"]  # sections whose every key has a default
     out = validate_config(cfg, base_dir=tmp_path)
-    assert out["spectrogram"] == {"time_bandwidth": 2.0, "fmax": 200} and out["poller"] == {"interval_s": 60}
+    assert out["spectrogram"] == {"time_bandwidth": 2.0, "fmax": 200, "per_channel": False} and out["poller"] == {"interval_s": 60}
 
 
 def test_every_key_has_a_comment():

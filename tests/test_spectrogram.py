@@ -189,3 +189,34 @@ def test_first_half_gives_the_first_rows(half_epochs):
     cut = int(half_epochs) * N_EPOCH
     _, second = epoch_spectrogram(x[cut:], RATE, EPOCH_S, fmax=30)
     np.testing.assert_allclose(second, whole[first.shape[0] :], rtol=1e-12, atol=0)
+
+
+def test_per_channel_spectrograms_on_request_are_each_channel_s_own(tmp_path, synthetic_recording):
+    """spectrogram.per_channel: one spectrogram per good channel of a region, the same as
+    computing that channel alone; off by default."""
+    import mne
+
+    from pipeline.convert import convert_segment, inspect_recording
+    from pipeline.dsp.spectrogram import epoch_spectrogram
+    from pipeline.spectral import compute_spectrogram
+
+    from conftest import REPO
+    from pipeline.config import load_config
+
+    cfg = load_config(REPO / "config.yaml")
+    info = inspect_recording(synthetic_recording, tmp_path / "recording.json", lfp_rate=1000, segment_s=3600,
+                             default_channel_map=cfg["channel_maps"]["default"])
+    convert_segment(info, 0, tmp_path / "seg0.fif")
+    compute_spectrogram(info, tmp_path / "seg0.fif", tmp_path / "plain.npz", epoch_s=4.0, time_bandwidth=2.0, fmax=200)
+    with np.load(tmp_path / "plain.npz") as z:
+        assert "channel_power" not in z
+    compute_spectrogram(info, tmp_path / "seg0.fif", tmp_path / "each.npz", epoch_s=4.0, time_bandwidth=2.0, fmax=200,
+                        per_channel=True)
+    raw = mne.io.read_raw_fif(tmp_path / "seg0.fif", verbose=False)
+    mapped = [c.name for c in info.channels if c.region and not c.bad and c.name in raw.ch_names]
+    with np.load(tmp_path / "each.npz") as z:
+        names, power = [str(n) for n in z["channel_names"]], z["channel_power"]
+        np.testing.assert_array_equal(z["power"], np.load(tmp_path / "plain.npz")["power"])
+    assert names == mapped and power.shape[0] == len(mapped)
+    _, own = epoch_spectrogram(raw.get_data(picks=[names[1]])[0], raw.info["sfreq"], 4.0, time_bandwidth=2.0, fmax=200)
+    np.testing.assert_allclose(power[1], own.astype(np.float32), rtol=1e-6)
