@@ -58,6 +58,9 @@ ANIMAL_LOCK = "results/_animals/{animal}/.lock"
 STATE_DIR = "state"
 REGISTRY = "state/recordings.tsv"
 RUNS_DIR = "state/runs"
+# Outputs and logs of a recording's earlier run, set aside when a rerun starts afresh
+# (the latest one per recording is kept, for a maintainer to look at or restore).
+SET_ASIDE_DIR = "state/set-aside/{rec}"
 POLLER_LOCK = "state/poller.lock"
 CORE_SLOTS_DIR = "state/cores"
 RUN_LOGS_DIR = "logs/runs"
@@ -89,6 +92,12 @@ class RecordingPaths:
         if name in OUTPUTS and "{k}" not in OUTPUTS[name]:
             return self.output(name)
         raise AttributeError(name)
+
+
+def published_names() -> set[str]:
+    """Names of the files the pipeline puts into a recording's folder of the store;
+    anything else there was put by a person."""
+    return {Path(OUTPUTS[name]).name for name in PUBLISHED}
 
 
 def animal_output(name: str, animal: str, base: str | Path = ".") -> Path:

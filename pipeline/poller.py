@@ -15,6 +15,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ RERUN_NO = {"", "0", "false", "no", "n", "nein", "non", "falsch", "faux", "falso
 ACTIVE = ("queued", "running")
 # Every status the pipeline writes; anything else in the cell was typed by a person.
 KNOWN_STATUSES = {"", "invalid", "queued", "running", "done", "failed", "cancelled"}
+# Statuses that say the pipeline worked on the row (with the run named in run_id).
+PROCESSED = ("queued", "running", "done", "failed", "cancelled")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RERUN_WORDS_MESSAGE = "write yes (or x, ja, oui, sí, TRUE, a ticked box) in rerun"
 
 
@@ -157,18 +162,31 @@ class Poller:
             return self._changed(row, {"message": f"The rerun cell says {rerun_cell[:40]!r}, which the pipeline does "
                                                   f"not understand: to process this row again, {RERUN_WORDS_MESSAGE}; "
                                                   "otherwise leave it empty."})
+        if status in PROCESSED and key[0] not in registered and not rerun:
+            other = self._run_of_another_recording(row, key[0])
+            if other is not None and any((r.get("recording_id") or "").strip() == other for r in rows):
+                status = ""  # a copy of another row given an id of its own: new, whatever its copied cells say
+            elif other is not None:  # the id of a processed row was changed
+                return self._changed(row, {"results_link": "", "message": (
+                    f"The recording id changed since this row was processed (as '{other}'); tick rerun to process "
+                    "the new data.")})
         if status in ("", "invalid") or rerun:
             try:
                 rec = self._validate(row, rows, registered)
                 old = registered.get(rec.recording_id)
-                if old and not rerun and (old.raw_path != rec.raw_path or old.animal != rec.animal):
-                    raise RowError(id_taken_message(rec.recording_id, old, "or tick rerun to replace it"))
+                if old and (old.raw_path != rec.raw_path or old.animal != rec.animal):
+                    if not self._is_row_of(row, old, status):
+                        # Another recording's id: its rerun would replace that recording's results.
+                        raise RowError(id_taken_message(rec.recording_id, old))
+                    if not rerun:
+                        raise RowError(self._changed_words(row, old))
             except RowError as e:
                 report.invalid.append(key[0] or "(no id)")
                 msg = str(e)
-                if status == "invalid" and row.get("message") == msg:
+                if status == "invalid" and row.get("message") == msg and not rerun:
                     return None
-                return {"status": "invalid", "message": msg, "progress": "", "updated": now_text()}
+                return {"status": "invalid", "message": msg, "progress": "", "updated": now_text()} | (
+                    {"rerun": ""} if rerun else {})
             run = self._unacknowledged_run(old, rec)
             if run is None:
                 previous = self.runs.load(old.run_id) if old else None
@@ -179,13 +197,13 @@ class Poller:
                     report.running.append(rec.recording_id)
                     return self._changed(row, {"status": "queued", "progress": "",
                                                "message": "Stopping the run that was going on; this one starts next."})
-                run = self._claim(rec, rerun=rerun, force=rerun and status != "failed")
+                changed = old is not None and (old.raw_path != rec.raw_path or old.animal != rec.animal)
+                run = self._claim(rec, rerun=rerun, force=(rerun and status != "failed") or changed)
                 report.registered.append(rec.recording_id)
             registered[rec.recording_id] = rec
             told.append(run)
-            fresh = {"run_id": run.run_id, "rerun": ""}
-            if rerun:
-                fresh["results_link"] = ""
+            # A new run's row shows no link until it publishes (a copied row's link is another's).
+            fresh = {"run_id": run.run_id, "rerun": "", "results_link": ""}
             waiting = self._start_unless_started(run, report)
             return fresh | (waiting or self._row_state(rec.recording_id, run, row, report, force=True))
         if status in ACTIVE:
@@ -214,8 +232,26 @@ class Poller:
             rec = registered.get(key[0])
             if rec is None:
                 return self._never_processed(row, status)
-            return self._changed_since_processed(row, rec)
+            return self._changed_since_processed(row, rec, status)
         return None
+
+    def _run_of_another_recording(self, row: Row, rec_id: str) -> str | None:
+        """The recording whose run the row's run_id cell names, when that is not `rec_id`
+        (the row was copied from another one, or its id was changed since)."""
+        run_id = (row.get("run_id") or "").strip()
+        run = self.runs.load(run_id) if _RUN_ID.match(run_id) else None
+        if run is None or rec_id in run.recordings or not run.recordings:
+            return None
+        return run.recordings[0]
+
+    @staticmethod
+    def _is_row_of(row: Row, rec: Recording, status: str) -> bool:
+        """Whether `row` is the row `rec` was processed from (then it may replace it): its
+        run_id cell names rec's run. A sheet without run ids can only say so by its status."""
+        cell = (row.get("run_id") or "").strip()
+        if cell:
+            return cell == rec.run_id
+        return status in PROCESSED
 
     def _raw_path_or_none(self, row: Row) -> str | None:
         try:
@@ -226,16 +262,27 @@ class Poller:
     def _never_processed(self, row: Row, status: str) -> dict | None:
         """A row whose status says the pipeline worked on it, which it has no record of
         (a row copied with its status, or a registry that was removed): say so."""
-        return self._changed(row, {"message": f"This row says {status!r}, but the pipeline has no record of "
-                                              f"processing it (copied from another row?). To process it, "
-                                              f"{RERUN_WORDS_MESSAGE}, or empty the status cell."})
+        values = {"message": f"This row says {status!r}, but the pipeline has no record of processing it (copied "
+                             f"from another row?). To process it, {RERUN_WORDS_MESSAGE}, or empty the status cell."}
+        if not RecordingPaths((row.get("recording_id") or "").strip(), self.base).published.exists():
+            values["results_link"] = ""  # whatever link it has is not this row's
+        return self._changed(row, values)
 
-    def _changed_since_processed(self, row: Row, rec: Recording | None) -> dict | None:
-        """A processed row whose animal or raw_path a person changed since: say so."""
+    def _changed_since_processed(self, row: Row, rec: Recording, status: str) -> dict | None:
+        """A processed row whose animal or raw_path was changed since: say so; a row that
+        is not the one processed (its id re-used) is told to take another id."""
         if self._raw_path_or_none(row) == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
             return None
-        return self._changed(row, {"message": "The animal or raw_path changed since this recording was processed; "
-                                              "tick rerun to process it with the new values."})
+        if not self._is_row_of(row, rec, status):
+            return self._changed(row, {"status": "invalid", "progress": "", "results_link": "",
+                                       "message": id_taken_message(rec.recording_id, rec)})
+        return self._changed(row, {"message": self._changed_words(row, rec)})
+
+    def _changed_words(self, row: Row, rec: Recording) -> str:
+        what = [name for name, same in (("animal", (row.get("animal") or "").strip() == rec.animal),
+                                        ("raw_path", self._raw_path_or_none(row) == rec.raw_path)) if not same]
+        return (f"The {' and '.join(what) or 'row'} changed since it was processed; tick rerun to process the new "
+                "data.")
 
     @staticmethod
     def _changed(row: Row, values: dict) -> dict | None:
@@ -258,9 +305,13 @@ class Poller:
         """Register `rec` and write its run file: the claim is on disk before the run starts.
 
         `force` makes the run start again from the raw files (a rerun of a row that was
-        done); otherwise Snakemake resumes from the outputs that are complete.
+        done, or of changed data), with the earlier run's outputs and logs set aside, so
+        that nothing of them is counted, scored or published with the new; otherwise
+        Snakemake resumes from the outputs that are complete.
         """
         rec.run_id = run_id or new_run_id()
+        if force:
+            set_aside_outputs(self.base, rec.recording_id)
         self.registry.add(rec, replace=True)
         paths = RecordingPaths(rec.recording_id)
         run = Run(run_id=rec.run_id, recordings=[rec.recording_id], targets=[str(paths.published)],
@@ -310,6 +361,23 @@ class Poller:
         if force:
             return values | {"updated": now_text()}
         return self._changed(row, values) or {}
+
+
+def set_aside_outputs(base: Path, rec_id: str) -> Path | None:
+    """Move the outputs and logs of a recording's earlier run to state/set-aside/REC/
+    (replacing what an earlier rerun put there); None when there was nothing."""
+    paths = RecordingPaths(rec_id, base)
+    present = [p for p in (paths.results, paths.logs) if p.exists()]
+    if not present:
+        return None
+    dest = base / layout.SET_ASIDE_DIR.format(rec=rec_id)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for p in present:
+        os.rename(p, dest / p.parent.name)  # results/REC -> set-aside/REC/results, logs/REC -> .../logs
+    log.info("%s: outputs of the earlier run set aside in %s", rec_id, dest.relative_to(base))
+    return dest
 
 
 def poll_until_settled(poller_factory, *, every_s: float = 2.0, on_poll=None) -> PollReport:

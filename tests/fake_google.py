@@ -8,8 +8,9 @@ It implements, following the recorded answers of the real API in
 - Sheets v4: spreadsheet metadata, values get / update / append / clear,
   values:batchUpdate, spreadsheets:batchUpdate (acknowledged only);
 - Drive v3: files list (with `q`), get, create (metadata, multipart, resumable), update
-  (metadata, media), delete; Shared Drives and folders shared with the account; a
-  service account has no storage of its own (403 storageQuotaExceeded).
+  (metadata: name, trashed, addParents/removeParents; media), delete; Shared Drives and
+  folders shared with the account; a service account has no storage of its own (403
+  storageQuotaExceeded).
 It counts requests per endpoint and injects faults on demand: 429 with Google's error
 body, 500, a dropped connection, a resumable upload cut after N bytes, a slow answer.
 """
@@ -727,7 +728,11 @@ class _Handler(BaseHTTPRequestHandler):
         if f is None or not self.fake.can_reach(fid, email):
             return self._send(404, google_error(404, f"File not found: {fid}.", "NOT_FOUND", "notFound"))
         with self.fake.lock:
-            f.update({k: v for k, v in meta.items() if k in ("name", "mimeType")})
+            f.update({k: v for k, v in meta.items() if k in ("name", "mimeType", "trashed")})
+            # Moving a file: removeParents / addParents, comma-separated ids, as Drive takes them.
+            gone = set(filter(None, query.get("removeParents", "").split(",")))
+            f["parents"] = [p for p in f["parents"] if p not in gone]
+            f["parents"] += [p for p in query.get("addParents", "").split(",") if p and p not in f["parents"]]
         self._send(200, _fields(f, query.get("fields"), ("kind", "id", "name", "mimeType")))
 
     def upload_start(self, query, fid, email, fault):

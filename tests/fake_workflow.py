@@ -7,8 +7,9 @@ log, or hang until it is killed.
     python fake_workflow.py CONFIG_FILE SCENARIOS_JSON TARGET...
 
 SCENARIOS_JSON maps a recording id to {"segments": 3, "step_s": 0.05, "slow": {"convert":
-0.3}, "fail_at": "convert", "error": "...", "hang_at": "spectrogram"}; every key is
-optional (`step_s` is each job's time, `slow` that of the jobs of some stages).
+0.3}, "fail_at": "convert", "error": "...", "hang_at": "spectrogram", "lose_before_publish":
+["report"]}; every key is optional (`step_s` is each job's time, `slow` that of the jobs
+of some stages).
 `FakeWorkflowExecutor` runs it through the real local executor (a detached process,
 a run file), so starting, watching and stopping a run are the real thing.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.config import load_config
+from pipeline.errors import PipelineError
 from pipeline.executor import Run
 from pipeline.executor.local import LocalExecutor
 from pipeline.io.atomic import write_json_atomic, write_text_atomic
@@ -79,8 +81,15 @@ def run_recording(config: dict, rec_id: str, scenario: dict) -> None:
     for name in layout.FIGURE_OUTPUTS:
         write_text_atomic(paths.output(name), f"{name} of {rec_id}\n")
     _stage(paths, scenario, "publish")
+    for name in scenario.get("lose_before_publish", []):  # a file gone (unreadable, deleted) as publish starts
+        paths.output(name).unlink()
     animal = Registry(base / layout.STATE_DIR).read()[rec_id].animal
-    publish_recording(config, animal, rec_id, [paths.output(name) for name in layout.PUBLISHED], paths.published)
+    try:
+        publish_recording(config, animal, rec_id, [paths.output(name) for name in layout.PUBLISHED], paths.published)
+    except PipelineError as e:  # as `ephys publish` reports it
+        paths.log("publish").parent.mkdir(parents=True, exist_ok=True)
+        paths.log("publish").write_text(f"ERROR: {e}\n")
+        sys.exit(1)
 
 
 def main(argv: list[str]) -> int:

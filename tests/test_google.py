@@ -386,22 +386,66 @@ def test_two_pollers_at_once(project, google):
 
 
 # -- the Drive store -------------------------------------------------------------------------------
-def test_publishing_again_replaces_files_and_uses_one_folder_per_animal_and_recording(project, google, tmp_path):
+def test_publishing_again_replaces_the_folder_whole_and_uses_one_folder_per_animal_and_recording(project, google,
+                                                                                                 tmp_path):
     store = make_store(google.config())
     files = []
     for name, size in (("overview.png", 10), ("report.pdf", 700_000)):  # the PDF goes in three chunks
         files.append(tmp_path / name)
         files[-1].write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
     first = store.publish("m1", "rec1", files)
+    fake = google.fake
+    note = fake._file("PI notes.txt", "text/plain", [first.folder], owner="person", content=b"hour 3")
+    note["id"] = "1FileNote"
+    fake.files[note["id"]] = note
     files[1].write_bytes(b"a new report")
     second = store.publish("m1", "rec1", files)
-    assert first.folder == second.folder and first.link == second.link
-    assert first.link == f"https://drive.google.com/drive/folders/{first.folder}"
-    fake = google.fake
+    assert second.link == f"https://drive.google.com/drive/folders/{second.folder}"
     assert list(fake.children(google.folder)) == ["m1"]
-    inside = fake.children(first.folder)
-    assert sorted(inside) == ["overview.png", "report.pdf"]
-    assert inside["report.pdf"]["content"] == b"a new report" and inside["report.pdf"]["version"] == 2
+    assert list(fake.children(fake.children(google.folder)["m1"]["id"])) == ["rec1"]
+    inside = fake.children(second.folder)
+    assert sorted(inside) == ["PI notes.txt", "overview.png", "report.pdf"], "a person's file moves with it"
+    assert inside["report.pdf"]["content"] == b"a new report"
+    assert fake.files[first.folder]["trashed"], "the previous folder goes to the trash, where it can be restored"
+
+
+def test_a_drive_publish_failing_half_way_leaves_the_previous_folder_whole(project, google, tmp_path):
+    store = make_store(google.config())
+    files = []
+    for name in ("overview.png", "report.pdf", "hypnogram.tsv"):
+        files.append(tmp_path / name)
+        files[-1].write_bytes(f"first {name}".encode())
+    first = store.publish("m1", "rec1", files)
+    before = {n: f["content"] for n, f in google.fake.children(first.folder).items()}
+    for path in files:
+        path.write_bytes(f"second {path.name}".encode())
+    project.set_config(google={"retry_s": 0.5})
+    google.fake.fail("drive.upload", "slow", seconds=0)  # the first upload goes through ...
+    google.fake.fail("drive.upload", "500", times=50)  # ... the second does not
+    with pytest.raises(BackendUnavailable, match="uploading report.pdf"):
+        make_store(google.config()).publish("m1", "rec1", files)
+    animal = google.fake.children(google.folder)["m1"]["id"]
+    assert list(google.fake.children(animal)) == ["rec1"], "the unfinished folder is cleared away"
+    assert google.fake.children(animal)["rec1"]["id"] == first.folder
+    assert {n: f["content"] for n, f in google.fake.children(first.folder).items()} == before
+    google.fake.faults.clear()
+    again = make_store(google.config()).publish("m1", "rec1", files)
+    assert {n: f["content"] for n, f in google.fake.children(again.folder).items()} == {
+        p.name: p.read_bytes() for p in files}
+
+
+def test_a_recording_given_another_animal_leaves_the_old_animal_s_drive_folder(project, google, tmp_path):
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF")
+    store = make_store(google.config())
+    store.publish("m1", "rec1", [report])
+    kept = store.publish("m1", "rec2", [report])
+    store.publish("m2", "rec1", [report])
+    assert store.unpublish_elsewhere("m2", "rec1") == ["m1"]
+    m1 = google.fake.children(google.folder)["m1"]["id"]
+    assert list(google.fake.children(m1)) == ["rec2"]
+    assert list(google.fake.children(kept.folder)) == ["report.pdf"]
+    assert store.unpublish_elsewhere("m2", "rec1") == []
 
 
 def test_an_upload_cut_mid_way_resumes_from_the_last_confirmed_byte(project, google, tmp_path):

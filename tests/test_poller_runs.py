@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import tree_checksums
 from fake_workflow import FakeWorkflowExecutor
 from pipeline.config import load_config
 from pipeline.errors import BackendUnavailable
@@ -142,21 +143,155 @@ def test_a_run_stopped_by_an_unreachable_back_end_starts_again_by_itself(project
     assert rows()["rec1"]["status"] == "done"
 
 
-def test_a_processed_row_whose_raw_path_changed_is_flagged(project, setup):
+PIPELINE_CELLS = ("status", "progress", "message", "results_link", "updated", "run_id")
+
+
+def published(project, animal, rec):
+    return tree_checksums(project.dir / "published" / animal / rec)
+
+
+def test_a_changed_done_row_is_flagged_and_its_rerun_replaces_the_old_outputs_as_a_whole(project, setup):
     cfg, make_poller, rows = setup
-    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
-    settle(make_poller)
+    (project.raw / "rec3").mkdir()
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"},
+                         {"recording_id": "other", "animal": "m1", "raw_path": "rec3", "notes": "a neighbour"}])
+    settle(make_poller, {"rec1": {"segments": 5}})
     assert rows()["rec1"]["status"] == "done"
+    other_row, other_files = rows()["other"], published(project, "m1", "other")
     project.edit_row(0, raw_path="rec2")
     report = make_poller().poll_once()
     assert report.registered == [], "a changed done row is not processed again without a word"
     row = rows()["rec1"]
     assert row["status"] == "done"
-    assert row["message"] == ("The animal or raw_path changed since this recording was processed; tick rerun to "
-                              "process it with the new values.")
+    assert row["message"] == "The raw_path changed since it was processed; tick rerun to process the new data."
+    # The rerun starts afresh: the old data's five segments are set aside, not counted beside the new two.
+    project.edit_row(0, rerun="yes")
+    slow = {"rec1": {"segments": 2, "slow": {"spectrogram": 1.0}}}
+    make_poller(slow).poll_once()
+    results = project.dir / "results" / "rec1"
+    wait_for(lambda: (results / "lfp" / "seg1.fif").exists(), what="the new conversion")
+    make_poller(slow).poll_once()
+    assert sorted(p.name for p in (results / "lfp").iterdir()) == ["seg0.fif", "seg1.fif"]
+    assert rows()["rec1"]["progress"].endswith("Computing spectrograms (0/2 segments)")
+    aside = project.dir / "state" / "set-aside" / "rec1"
+    assert len(list((aside / "results" / "lfp").glob("seg*.fif"))) == 5, "the old outputs are kept aside"
+    settle(make_poller, slow)
+    row = rows()["rec1"]
+    assert row["status"] == "done" and row["message"].startswith("Finished") and row["results_link"]
+    assert sorted(p.name for p in (results / "spectrogram").iterdir()) == ["seg0.npz", "seg1.npz"]
+    assert rows()["other"] == other_row and published(project, "m1", "other") == other_files
+
+
+def test_a_done_row_whose_id_was_changed_is_flagged_and_shows_no_other_s_link(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller)
+    project.edit_row(0, recording_id="rec1-day2")
+    report = make_poller().poll_once()
+    assert report.registered == []
+    row = rows()["rec1-day2"]
+    assert row["message"] == ("The recording id changed since this row was processed (as 'rec1'); tick rerun to "
+                              "process the new data.")
+    assert row["results_link"] == ""
     project.edit_row(0, rerun="yes")
     settle(make_poller)
-    assert rows()["rec1"]["status"] == "done" and rows()["rec1"]["message"].startswith("Finished")
+    row = rows()["rec1-day2"]
+    assert row["status"] == "done" and row["results_link"].endswith("/published/m1/rec1-day2")
+    assert (project.dir / "published" / "m1" / "rec1").is_dir(), "the old id's results stay"
+
+
+def test_a_copy_of_a_done_row_with_its_own_id_and_folder_is_processed_as_new(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1", "notes": "day 1"}])
+    settle(make_poller)
+    original, files = rows()["rec1"], published(project, "m1", "rec1")
+    # A person copies the whole row, pipeline cells and all, and types a new id and folder.
+    project.write_sheet([original, {**original, "recording_id": "rec2", "raw_path": "rec2", "notes": "day 2"}])
+    report = make_poller().poll_once()
+    assert report.registered == ["rec2"]
+    row = rows()["rec2"]
+    assert row["status"] == "running" and row["results_link"] == "" and row["run_id"] != original["run_id"]
+    settle(make_poller)
+    row = rows()["rec2"]
+    assert row["status"] == "done" and row["results_link"].endswith("/published/m1/rec2")
+    assert rows()["rec1"] == original and published(project, "m1", "rec1") == files
+
+
+def test_a_re_used_id_is_told_to_take_another_and_rerun_never_replaces_the_other_s_results(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller)
+    files = published(project, "m1", "rec1")
+    # The row is deleted; later someone adds a new recording under the same id.
+    project.write_sheet([{"recording_id": "rec1", "animal": "m2", "raw_path": "rec2", "notes": "new mouse"}])
+    taken = ("The recording id 'rec1' is already used for another recording (animal m1, raw folder rec1), whose "
+             "results are kept. Please give this row a different id.")
+    report = make_poller().poll_once()
+    assert report.invalid == ["rec1"] and report.registered == []
+    row = rows()["rec1"]
+    assert row["status"] == "invalid" and row["message"] == taken
+    project.edit_row(0, rerun="yes")
+    report = make_poller().poll_once()
+    assert report.registered == [], "rerun must not replace another recording's results"
+    row = rows()["rec1"]
+    assert row["status"] == "invalid" and row["message"] == taken and row["rerun"] == ""
+    # The same with a copied `done` row of another recording re-using the id.
+    (project.raw / "rec3").mkdir()
+    project.write_sheet([{"recording_id": "x", "animal": "m1", "raw_path": "rec3"}])
+    settle(make_poller)
+    copied = {**rows()["x"], "recording_id": "rec1", "animal": "m2", "raw_path": "rec2"}
+    project.write_sheet([rows()["x"], copied])
+    make_poller().poll_once()
+    assert rows()["rec1"]["status"] == "invalid" and rows()["rec1"]["message"] == taken
+    assert rows()["rec1"]["results_link"] == ""
+    assert published(project, "m1", "rec1") == files and not (project.dir / "published" / "m2").exists()
+    project.edit_row(1, recording_id="rec1-m2")
+    settle(make_poller)
+    assert rows()["rec1-m2"]["status"] == "done"
+    assert published(project, "m1", "rec1") == files
+
+
+def test_an_animal_change_moves_the_recording_to_the_new_animal_s_folder(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"},
+                         {"recording_id": "rec2", "animal": "m1", "raw_path": "rec2"}])
+    settle(make_poller)
+    files = published(project, "m1", "rec2")
+    note = project.dir / "published" / "m1" / "rec1" / "PI notes.txt"
+    note.write_text("look at hour 3")
+    project.edit_row(0, animal="m2")
+    make_poller().poll_once()
+    assert rows()["rec1"]["message"] == "The animal changed since it was processed; tick rerun to process the new data."
+    project.edit_row(0, rerun="yes")
+    settle(make_poller)
+    row = rows()["rec1"]
+    assert row["status"] == "done" and row["results_link"].endswith("/published/m2/rec1")
+    assert sorted(p.name for p in (project.dir / "published" / "m1" / "rec1").iterdir()) == ["PI notes.txt"], \
+        "the pipeline's files leave the old animal's folder; the PI's own stay"
+    assert published(project, "m1", "rec2") == files
+    assert (project.dir / "published" / "m2" / "rec1" / "report.pdf").exists()
+
+
+def test_a_publish_that_fails_half_way_leaves_the_previous_results_whole(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller)
+    folder = project.dir / "published" / "m1" / "rec1"
+    (folder / "PI notes.txt").write_text("look at hour 3")
+    before = tree_checksums(folder)
+    project.edit_row(0, rerun="yes")
+    settle(make_poller, {"rec1": {"lose_before_publish": ["report"]}})
+    row = rows()["rec1"]
+    assert row["status"] == "failed"
+    assert row["message"] == (f"Publishing results failed: report.pdf could not be copied into the results folder "
+                              f"{folder} (No such file or directory); the results published before are unchanged. "
+                              "(log: logs/rec1/publish.log)")
+    assert tree_checksums(folder) == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["rec1"], "no half-made folder is left beside it"
+    project.edit_row(0, rerun="yes")
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+    assert tree_checksums(folder) == before, "published again whole, with the PI's notes"
 
 
 def test_an_internal_error_names_its_log(project, setup):

@@ -146,10 +146,15 @@ class Registry:
             return rec
 
 
-def id_taken_message(recording_id: str, old: Recording, how_to_replace: str) -> str:
-    """The one sentence for an id registered for other data; `how_to_replace` fits the reader."""
-    return (f"The recording id '{recording_id}' is already used for another recording (animal {old.animal}). "
-            f"Please choose a different id, {how_to_replace}.")
+def id_taken_message(recording_id: str, old: Recording, how_to_replace: str | None = None) -> str:
+    """The one sentence for an id registered for other data; `how_to_replace` fits a
+    reader who may replace it (a maintainer's --replace). A sheet row gets none: its
+    rerun would overwrite the other recording's published results."""
+    taken = (f"The recording id '{recording_id}' is already used for another recording (animal {old.animal}, "
+             f"raw folder {quoted(Path(old.raw_path).name)})")
+    if how_to_replace:
+        return f"{taken}. Please choose a different id, {how_to_replace}."
+    return f"{taken}, whose results are kept. Please give this row a different id."
 
 
 def new_run_id() -> str:

@@ -3,8 +3,10 @@ implements, the typed result of a publish, the factory that picks a back-end fro
 config, and the publish stage itself.
 
 A store keeps one folder per animal (`<animal>/`, holding the animal's summary) and one
-per recording inside it (`<animal>/<recording>/`); publishing again replaces files of
-the same name, never adds copies.
+per recording inside it (`<animal>/<recording>/`). A recording is published all or
+nothing: the new files take the place of the previous ones together, and a publish that
+fails half-way leaves the previous publication as it was. A recording given another
+animal leaves the old animal's folder.
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ class PublishResult:
 
 class ResultsStore(Protocol):
     def publish(self, animal: str, recording_id: str, files: list[Path]) -> PublishResult:
-        """Copy `files` into the recording's folder, replacing files of the same name."""
+        """Make `files` the recording's folder, all or nothing: the pipeline's files of an
+        earlier publish are replaced together (a person's own files stay), and a failure
+        leaves the earlier publication intact."""
+
+    def unpublish_elsewhere(self, animal: str, recording_id: str) -> list[str]:
+        """Take the pipeline's files of `recording_id` out of the folders of animals other
+        than `animal`; returns those animals."""
 
     def publish_animal(self, animal: str, files: list[Path]) -> PublishResult:
         """Copy `files` into the animal's own folder (beside its recordings' folders),
@@ -65,6 +73,9 @@ def publish_recording(config: dict, animal: str, recording_id: str, files: list[
     this recording, -> the animal's folder; then `marker` (published.json)."""
     store = make_store(config)
     result = store.publish(animal, recording_id, [Path(f) for f in files])
+    for other in store.unpublish_elsewhere(animal, recording_id):
+        log.info("%s was published under animal %s before; taken out of its folder", recording_id, other)
+        publish_animal_summary(config, store, other)  # now without this recording
     publish_animal_summary(config, store, animal, including=recording_id)
     result.published_at = datetime.now().astimezone().isoformat(timespec="seconds")
     write_json_atomic(marker, result.to_json())
