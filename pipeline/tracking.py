@@ -82,7 +82,7 @@ def compute_head_speed(info: RecordingInfo, raw_folder: str | Path, out_tsv: str
                      "is unknown there")
     if offset_s > epoch_s:
         notes.append(f"the tracking starts {offset_s:.0f} s after the recording (tracking offset_s)")
-    if video_end > info.duration_s + 1.0:
+    if video_end > info.duration_s + epoch_s:
         notes.append(f"the tracking runs {video_end - info.duration_s:.0f} s past the end of the recording "
                      "(that part is not used); check the frame rate")
     lost = 1.0 - float(tracked.mean())

@@ -59,7 +59,8 @@ def write_synthetic_tracking(out_dir: str | Path, *, duration_s: float, sampling
                                        start_time=start_time, epoch_s=epoch_s)
     epoch_speed = np.where(states == 0, MAX_SPEED_CM_S * move, 0.0)
     rng = np.random.default_rng([seed, _STREAM])
-    length_s = len(states) * epoch_s if video_s is None else video_s
+    recording_s = math.ceil(duration_s * sampling_rate / SAMPLES_PER_RECORD - 1e-9) * SAMPLES_PER_RECORD / sampling_rate
+    length_s = recording_s if video_s is None else video_s
     n = int(math.floor(min(length_s, len(states) * epoch_s) * fps))
     t = np.arange(n) / fps
     speed = epoch_speed[np.minimum((t // epoch_s).astype(int), len(states) - 1)]
