@@ -190,6 +190,43 @@ def cmd_features(args) -> int:
     return 0
 
 
+def _tracking_settings(args) -> dict:
+    from pipeline.errors import ConfigError
+
+    if args.tracking is None:
+        return _config(args)["tracking"]
+    try:
+        settings = json.loads(args.tracking)
+        if not isinstance(settings, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        raise ConfigError(f"--tracking is not the tracking settings as JSON ({e}): {args.tracking[:80]!r}.") from None
+    return settings
+
+
+def cmd_head_speed(args) -> int:
+    from pipeline.io.recording_info import RecordingInfo
+    from pipeline.tracking import compute_head_speed
+
+    out_json = args.json or Path(args.out_tsv).with_suffix(".json")
+    hs = compute_head_speed(RecordingInfo.load(args.recording_json), args.raw_dir, args.out_tsv, out_json,
+                            epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
+                            settings=_tracking_settings(args), data_roots=_data_roots(args))
+    print(f"head speed of {len(hs.onsets)} epochs in {hs.unit}")
+    return 0
+
+
+def _head_speed_features(path: str | None) -> dict:
+    if not path:
+        return {}
+    from pipeline.io.tracking import read_head_speed
+    from pipeline.tracking import head_speed_features
+
+    features = head_speed_features(read_head_speed(path))
+    log.info("features from the video tracking: %s", ", ".join(features))
+    return features
+
+
 def _outputs(args, names: list[str]) -> dict[str, Path]:
     """Output paths from their options, or named as in the layout inside --out-dir."""
     out = {}
@@ -223,7 +260,7 @@ def cmd_classify(args) -> int:
                        min_confidence=float(_option_or_config(args, "min_confidence", "sleep", "min_confidence")),
                        min_bout_s=float(_option_or_config(args, "min_bout_s", "sleep", "min_bout_s")),
                        n_review=int(_option_or_config(args, "n_review", "sleep", "n_review")),
-                       duration_s=info.duration_s)
+                       duration_s=info.duration_s, extra_features=_head_speed_features(args.head_speed))
     print(json.dumps(summary["fractions"]))
     return 0
 
@@ -283,18 +320,21 @@ def _analysis_settings(args, info) -> dict:
     """The configuration values that made the figures' inputs: --analysis-settings (the
     workflow passes exactly its rules' params), else the configuration's."""
     from pipeline.errors import ConfigError
-    from pipeline.provenance import ANALYSIS_STAGES, stage_settings
+    from pipeline.provenance import ANALYSIS_STAGES, OPTIONAL_STAGES, stage_settings
 
     if args.analysis_settings is not None:
         try:
             settings = json.loads(args.analysis_settings)
-            if not isinstance(settings, dict) or set(settings) != set(ANALYSIS_STAGES):
-                raise ValueError(f"it must map {', '.join(ANALYSIS_STAGES)} to their values")
+            if not isinstance(settings, dict) or not set(ANALYSIS_STAGES) <= set(settings) <= {*ANALYSIS_STAGES,
+                                                                                               *OPTIONAL_STAGES}:
+                raise ValueError(f"it must map {', '.join(ANALYSIS_STAGES)} (and optionally "
+                                 f"{', '.join(OPTIONAL_STAGES)}) to their values")
         except ValueError as e:
             raise ConfigError(f"--analysis-settings is not usable ({e}).") from None
         return settings
     all_settings = stage_settings(_config(args), model_version=_model(args), channel_map=info.channel_map or None)
-    return {stage: all_settings[stage] for stage in ANALYSIS_STAGES}
+    used = [*ANALYSIS_STAGES, *(["tracking"] if args.head_speed else [])]
+    return {stage: all_settings[stage] for stage in used}
 
 
 def cmd_figures(args) -> int:
@@ -310,7 +350,7 @@ def cmd_figures(args) -> int:
     make_figures(info, args.spectrograms, args.hypnogram, args.summary, outputs,
                  settings={**_analysis_settings(args, info), "figures": own},
                  schedule=light_schedule(own["lights_on"], own["lights_off"]), hours_per_page=own["hours_per_page"],
-                 lfp_qc=args.lfp_qc, run_id=args.run_id)
+                 lfp_qc=args.lfp_qc, run_id=args.run_id, head_speed=args.head_speed)
     return 0
 
 
@@ -564,6 +604,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_tsv")
     s.set_defaults(func=cmd_features)
 
+    s = sub.add_parser("head-speed", help="head speed per sleep epoch from the DeepLabCut CSV in a raw folder")
+    s.add_argument("recording_json")
+    s.add_argument("raw_dir", help="the recording's raw folder, holding a *DLC*.csv or tracking.csv "
+                                   "(and optionally tracking.yaml)")
+    s.add_argument("out_tsv", help="head_speed.tsv to write: onset, duration, speed")
+    s.add_argument("--json", help="the unit, body parts and notes (default: OUT_TSV with .json)")
+    s.add_argument("--epoch-s", type=float, help="epoch length in s (default: sleep.epoch_s)")
+    s.add_argument("--tracking", metavar="JSON", help="the tracking settings as JSON (default: tracking)")
+    _data_roots_option(s)
+    s.set_defaults(func=cmd_head_speed)
+
     s = sub.add_parser("classify", help="score sleep states of a whole recording from its feature tables")
     s.add_argument("recording_json")
     s.add_argument("features", nargs="+")
@@ -573,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-confidence", type=float, help="default: sleep.min_confidence")
     s.add_argument("--min-bout-s", type=float, help="default: sleep.min_bout_s")
     s.add_argument("--n-review", type=int, help="default: sleep.n_review")
+    s.add_argument("--head-speed", metavar="TSV", help="head speed per epoch (ephys head-speed), an extra feature")
     for name in ("hypnogram", "probabilities", "annotations", "summary", "review"):
         s.add_argument(f"--{name}", help=f"where to write the {name} ({Path(layout.OUTPUTS[name]).name})")
     s.add_argument("--out-dir", help="write all five under their usual names in this folder")
@@ -628,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the configuration values of inspect, spectrogram and classify that made the inputs, "
                         "recorded in the provenance (default: the configuration's)")
     s.add_argument("--run-id")
+    s.add_argument("--head-speed", metavar="TSV", help="head speed per epoch (ephys head-speed), drawn as a trace")
     s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("publish", help="copy figures, report and hypnogram to the results store")
@@ -675,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Stages the workflow runs as jobs: each holds a core slot while it works when the
 # local executor shares cores between runs (see pipeline.executor.slots).
-STAGE_COMMANDS = {"inspect", "convert-segment", "spectrogram", "features", "classify", "figures"}
+STAGE_COMMANDS = {"inspect", "convert-segment", "spectrogram", "features", "head-speed", "classify", "figures"}
 
 
 def main(argv: list[str] | None = None) -> int:

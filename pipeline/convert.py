@@ -25,6 +25,7 @@ from pipeline.io.atomic import write_json_atomic
 from pipeline.io.lfp import make_info, write_lfp_segment
 from pipeline.io.raw import open_recording
 from pipeline.io.recording_info import ChannelInfo, ChannelQC, GapInfo, RecordingInfo, Segment
+from pipeline.io.tracking import tracking_file_name
 from pipeline.io.readahead import BlockReader
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
         files=rec.describe_files(),
         notes=notes,
         missing_channels=missing,
+        tracking_file=tracking_file_name(raw_dir),
     )
     if early:
         log.warning("channels ending before the others: %s",

@@ -17,6 +17,9 @@ OUTPUTS = {
     "lfp_qc": "results/{rec}/lfp/seg{k}.json",
     "spectrogram": "results/{rec}/spectrogram/seg{k}.npz",
     "features": "results/{rec}/features/seg{k}.tsv",
+    # Only for recordings whose raw folder holds video tracking (pipeline/tracking.py).
+    "head_speed": "results/{rec}/tracking/head_speed.tsv",
+    "head_speed_json": "results/{rec}/tracking/head_speed.json",
     "hypnogram": "results/{rec}/sleep/hypnogram.tsv",
     "probabilities": "results/{rec}/sleep/probabilities.tsv",
     "annotations": "results/{rec}/sleep/hypnogram-annot.fif",
@@ -39,6 +42,7 @@ LOGS = {
     "convert": "logs/{rec}/convert/seg{k}.log",
     "spectrogram": "logs/{rec}/spectrogram/seg{k}.log",
     "features": "logs/{rec}/features/seg{k}.log",
+    "head_speed": "logs/{rec}/head_speed.log",
     "classify": "logs/{rec}/classify.log",
     "figures": "logs/{rec}/figures.log",
     "publish": "logs/{rec}/publish.log",

@@ -20,6 +20,9 @@ from pipeline.channels import ChannelMap
 
 # The stages whose configuration values made the inputs of the figures, in workflow order.
 ANALYSIS_STAGES = ("inspect", "spectrogram", "classify")
+# Stages that run for some recordings only (tracking: those with a video tracking file):
+# the provenance holds their values where they ran.
+OPTIONAL_STAGES = ("tracking",)
 HASH_LENGTH = 12  # hex digits shown to people; 48 bits keep two configurations apart
 
 
@@ -55,6 +58,7 @@ def stage_settings(config: dict, *, model_version: str, channel_map: dict | None
                      "n_review": config["sleep"]["n_review"]},
         "figures": {"lights_on": figures["lights_on"], "lights_off": figures["lights_off"],
                     "hours_per_page": figures["hours_per_page"]},
+        "tracking": {"epoch_s": config["sleep"]["epoch_s"], **config["tracking"]},
     }
 
 

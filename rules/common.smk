@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -116,6 +117,34 @@ def channel_map_param(wildcards):
         return UNREADABLE_MAP  # inspect reports what is wrong with it
 
 
+def tracking_inputs(wildcards):
+    """The raw folder's video tracking (its *DLC*.csv or tracking.csv, and tracking.yaml):
+    the head-speed job's inputs, so that a new or re-tracked video computes it again.
+    Read from the folder itself, not recording.json, so adding a video re-inspects and
+    re-converts nothing."""
+    from pipeline.io.tracking import TRACKING_SETTINGS, tracking_candidates
+
+    folder = Path(registered(wildcards.rec).raw_path)
+    found = [str(p) for p in tracking_candidates(folder)]
+    if found and (folder / TRACKING_SETTINGS).is_file():
+        found.append(str(folder / TRACKING_SETTINGS))
+    return found
+
+
+def head_speed_outputs(wildcards):
+    """Head speed per epoch for classify and the figures, when the recording has tracking."""
+    if not tracking_inputs(wildcards):
+        return []
+    return [OUT["head_speed"].format(rec=wildcards.rec), OUT["head_speed_json"].format(rec=wildcards.rec)]
+
+
+def head_speed_option(wildcards, input):
+    """`--head-speed TSV` for a recording with tracking, else nothing."""
+    given = getattr(input, "head_speed", [])
+    paths = [p for p in ([given] if isinstance(given, str) else given) if str(p).endswith(".tsv")]
+    return f"--head-speed {shlex.quote(paths[0])}" if paths else ""
+
+
 def grows(amount):
     """A resource that grows with each attempt: a job that ran out of memory or time on
     a cluster is tried again (profile: retries) with twice, then three times as much."""
@@ -137,6 +166,8 @@ def analysis_settings(wildcards):
     """The values every analysis stage of a recording was given, as one JSON param of the
     figures (its provenance): a changed value re-runs the figures anyway, through their inputs."""
     settings = {stage: SETTINGS[stage] for stage in ANALYSIS_STAGES}
+    if tracking_inputs(wildcards):
+        settings["tracking"] = SETTINGS["tracking"]
     own_map = channel_map_param(wildcards)
     if own_map != UNREADABLE_MAP:
         settings["inspect"] = stage_settings(CFG, model_version=SETTINGS["classify"]["model"],

@@ -5,6 +5,7 @@ rule figures:
         summary=OUT["summary"],
         spectrograms=segment_outputs("spectrogram"),
         lfp_qc=segment_outputs("lfp_qc"),
+        head_speed=head_speed_outputs,
     output:
         **{name: OUT[name] for name in layout.FIGURE_OUTPUTS},
     params:
@@ -13,6 +14,7 @@ rule figures:
         lights_off=json_param(SETTINGS["figures"]["lights_off"]),
         hours_per_page=SETTINGS["figures"]["hours_per_page"],
         analysis=analysis_settings,
+        head_speed=head_speed_option,
     log:
         LOG["figures"],
     group:
@@ -26,4 +28,4 @@ rule figures:
         "--overview {output.overview:q} --architecture {output.architecture:q} --channel-qc {output.channel_qc:q} "
         "--report {output.report:q} --provenance {output.provenance:q} "
         "--lights-on {params.lights_on} --lights-off {params.lights_off} --hours-per-page {params.hours_per_page} "
-        "--analysis-settings {params.analysis:q} --run-id {params.run_id:q} > {log:q} 2>&1"
+        "--analysis-settings {params.analysis:q} --run-id {params.run_id:q} {params.head_speed} > {log:q} 2>&1"

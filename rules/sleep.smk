@@ -14,11 +14,36 @@ rule features:
         "ephys features {input:q} {output:q} > {log:q} 2>&1"
 
 
+rule head_speed:
+    # Only for recordings whose raw folder holds video tracking (common.smk: head_speed_outputs).
+    input:
+        info=OUT["recording_json"],
+        tracking=tracking_inputs,
+    output:
+        tsv=OUT["head_speed"],
+        json=OUT["head_speed_json"],
+    params:
+        raw=lambda w: registered(w.rec).raw_path,
+        epoch_s=SETTINGS["tracking"]["epoch_s"],
+        tracking=json_param({k: v for k, v in SETTINGS["tracking"].items() if k != "epoch_s"}),
+    log:
+        LOG["head_speed"],
+    group:
+        "recording"
+    resources:
+        mem_mb=grows(1000),  # a day at 30 frames/s: 2.6 M frames, a few hundred MB with all body parts
+        runtime=grows(15),
+    shell:
+        "ephys head-speed {input.info:q} {params.raw:q} {output.tsv:q} --json {output.json:q} "
+        "--epoch-s {params.epoch_s} --tracking {params.tracking:q} > {log:q} 2>&1"
+
+
 rule classify:
     # Smoothing over time needs the whole recording, so this joins all segments.
     input:
         info=OUT["recording_json"],
         features=segment_outputs("features"),
+        head_speed=head_speed_outputs,
         # A trained model is an input: a new model file re-runs classification (and what
         # follows it), nothing before it.
         **({"model": CFG["sleep"]["model"]} if CFG["sleep"]["model"] else {}),
@@ -37,6 +62,7 @@ rule classify:
         min_confidence=SETTINGS["classify"]["min_confidence"],
         min_bout_s=SETTINGS["classify"]["min_bout_s"],
         n_review=SETTINGS["classify"]["n_review"],
+        head_speed=head_speed_option,
     log:
         LOG["classify"],
     # Classification and figures of one recording run as one job on a cluster.
@@ -48,5 +74,6 @@ rule classify:
     shell:
         "ephys classify {input.info:q} {input.features:q} --epoch-s {params.epoch_s} --model {params.model:q} "
         "--min-confidence {params.min_confidence} --min-bout-s {params.min_bout_s} --n-review {params.n_review} "
+        "{params.head_speed} "
         "--hypnogram {output.hypnogram:q} --probabilities {output.probabilities:q} "
         "--annotations {output.annotations:q} --summary {output.summary:q} --review {output.review:q} > {log:q} 2>&1"

@@ -212,6 +212,37 @@ def test_gaps_are_drawn_where_they_are(outputs):
     assert not data.spectra.valid[250:325].any() and data.spectra.valid[:250].all()
 
 
+@pytest.mark.parametrize("unit", ["cm/s", "px/s"])
+def test_head_speed_is_a_trace_under_the_muscle_when_the_video_was_tracked(outputs, tmp_path, unit):
+    from pipeline.figures.overview import plot_overview
+    from pipeline.figures.style import figure_style
+    from pipeline.io.tracking import write_head_speed
+
+    paths = outputs("gaps")
+    info = RecordingInfo.load(paths["recording_json"])
+    onsets = 4.0 * np.arange(int(info.duration_s // 4))
+    speed = np.where((onsets // 600) % 2 == 0, 5.0, 0.2)  # ten minutes moving, ten still
+    speed[-150:] = np.nan  # the video ends ten minutes early
+    write_head_speed(tmp_path / "head_speed.tsv", tmp_path / "head_speed.json", onsets, 4.0, speed,
+                     {"unit": unit, "notes": ["the tracking ends 600 s before the recording does"]})
+    data = load_recording(info, paths["spectrograms"], paths["hypnogram"], paths["summary"], paths["lfp_qc"],
+                          tmp_path / "head_speed.tsv")
+    with figure_style():
+        fig = plot_overview(data, provenance(), Clock(info.start_datetime), light_schedule(7, 19))
+        shown = " ".join(check_figure(fig))
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels.index(f"head\n{unit}") == labels.index("muscle") + 1  # the lowest panel, under the muscle
+    assert "Head speed: the tracking ends 600 s before the recording does." in shown
+    assert ("no cm scale set" in shown) == (unit == "px/s")
+    trace = fig.axes[labels.index(f"head\n{unit}")].lines[0].get_ydata()
+    assert np.nanmax(trace) == pytest.approx(5.0) and np.isnan(trace[-1])
+    # Without tracking there is no such panel (the variants above draw none).
+    plain = recording_data(outputs("plain"))
+    with figure_style():
+        assert not any(ax.get_ylabel().startswith("head") for ax in plot_overview(
+            plain, provenance(), Clock(plain.info.start_datetime), None).axes)
+
+
 # -- the outputs of `ephys figures` and their provenance ----------------------------------
 def test_ephys_figures_writes_every_output_with_its_provenance(project, outputs):
     paths = outputs("gaps")

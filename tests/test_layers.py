@@ -22,7 +22,7 @@ LEVELS = [
     ("readers and writers of files", ["pipeline.io"]),
     ("mathematics", ["pipeline.dsp", "pipeline.sleep.hmm"]),
     ("configuration", ["pipeline.config"]),
-    ("stages", ["pipeline.convert", "pipeline.spectral", "pipeline.sleep", "pipeline.figures", "pipeline.synth"]),
+    ("stages", ["pipeline.convert", "pipeline.spectral", "pipeline.tracking", "pipeline.sleep", "pipeline.figures", "pipeline.synth"]),
     ("back-ends", ["pipeline.google_api", "pipeline.sheets", "pipeline.store", "pipeline.executor"]),
     ("status", ["pipeline.progress"]),
     ("poller", ["pipeline.poller"]),

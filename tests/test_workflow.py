@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -87,6 +88,35 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     cmap.write_text(cmap.read_text() + "# checked again by the lab\n")
     dry = project.snakemake("-n", "--cores", "1")
     assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
+
+
+def test_a_raw_folder_with_a_deeplabcut_csv_gets_head_speed_as_a_feature_and_a_trace(project, recording_in):
+    import json
+
+    from pipeline.io.tracking import read_head_speed
+    from pipeline.synth.tracking import write_synthetic_tracking
+
+    raw = recording_in("rec1")
+    made = write_synthetic_tracking(raw, duration_s=180, sampling_rate=2000.0, seed=3)
+    (raw / "tracking.yaml").write_text("px_per_cm: 10\n")
+    project.ephys("add", "rec1", "m1", str(raw), check=True)
+    run = project.snakemake("--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    results, logs = project.dir / "results" / "rec1", project.dir / "logs" / "rec1"
+    assert json.loads((results / "recording.json").read_text())["tracking_file"] == Path(made["path"]).name
+    hs = read_head_speed(results / "tracking" / "head_speed.tsv")
+    assert hs.unit == "cm/s" and len(hs.speed) == 45 and np.isfinite(hs.speed).all()
+    assert "features from the video tracking: head_speed, head_log_speed" in (logs / "classify.log").read_text()
+    assert "head speed (cm/s) is drawn under the muscle trace" in (logs / "figures.log").read_text()
+    prov = json.loads((results / "provenance.json").read_text())
+    assert prov["settings"]["tracking"]["min_likelihood"] == 0.9
+    assert "Nothing to be done" in project.snakemake("-n", "--cores", "1").stdout
+    # A changed tracking.yaml (or a new tracking of the video) computes head speed and
+    # scores again; nothing before.
+    (raw / "tracking.yaml").write_text("px_per_cm: 12\n")
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"head_speed": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}, \
+        dry.stdout
 
 
 def write_tiny_model(path: Path, *, name: str) -> dict:

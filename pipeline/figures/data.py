@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.io.recording_info import RecordingInfo
+from pipeline.io.tracking import read_head_speed
 from pipeline.sleep.features import BANDS, EMG_BAND
 from pipeline.sleep.hmm import STATES as SCORED_STATES
 from pipeline.sleep.staging import UNCLASSIFIED, read_hypnogram
@@ -241,6 +242,8 @@ class RecordingData:
     summary: dict
     lfp_qc: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what is missing or absent, in words
+    head_speed: np.ndarray | None = None  # per epoch of `spectra` (NaN: unknown); None: no video tracking
+    head_speed_unit: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -288,8 +291,21 @@ def duration_words(seconds: float) -> str:
     return f"{s} s"
 
 
+def head_speed_per_epoch(path: str | Path, onsets_s: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
+    """The tracking stage's head speed matched to the spectrogram epochs (NaN where it has
+    none), its unit, and its notes as sentences."""
+    hs = read_head_speed(path)
+    by_onset = dict(zip(np.round(hs.onsets, 3), hs.speed))
+    speed = np.array([by_onset.get(t, np.nan) for t in np.round(onsets_s, 3)], dtype=np.float64)
+    notes = [f"Head speed: {n}." for n in hs.notes]
+    if not np.isfinite(speed).any():
+        notes.append("Head speed: the video tracking covers none of the recording.")
+    return speed, hs.unit, notes
+
+
 def load_recording(info: RecordingInfo, spectrograms: list[str | Path], hypnogram: str | Path,
-                   summary: str | Path, lfp_qc: list[str | Path] = ()) -> RecordingData:
+                   summary: str | Path, lfp_qc: list[str | Path] = (),
+                   head_speed: str | Path | None = None) -> RecordingData:
     try:
         with open(summary, encoding="utf-8") as f:
             summ = json.load(f)
@@ -301,4 +317,7 @@ def load_recording(info: RecordingInfo, spectrograms: list[str | Path], hypnogra
     spectra = load_spectra(spectrograms)
     data = RecordingData(info, hyp, spectra, summ, load_lfp_qc(lfp_qc))
     data.notes = recording_notes(info, spectra, hyp)
+    if head_speed is not None:
+        data.head_speed, data.head_speed_unit, notes = head_speed_per_epoch(head_speed, spectra.onsets_s)
+        data.notes += notes
     return data

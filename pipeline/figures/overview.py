@@ -1,9 +1,10 @@
 """The overview: a recording at a glance on one page, in clock time.
 
 From the top: the light schedule, the spectrogram of every brain region, the hypnogram,
-then theta/delta and the muscle-tone estimate, all on one time axis. Gaps are hatched
-through every panel, dark periods shaded behind the hypnogram and traces, and what the
-recording lacks (a region, REM, sleep, the EMG) is said in notes under the title.
+then theta/delta, the muscle-tone estimate and, where the video was tracked, head speed,
+all on one time axis. Gaps are hatched through every panel, dark periods shaded behind
+the hypnogram and traces, and what the recording lacks (a region, REM, sleep, the EMG)
+is said in notes under the title.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def plot_overview(data: RecordingData, prov: Provenance, clock: Clock, schedule:
     x_lo, x_hi = float(clock.x(start_s)), float(clock.x(min(end_s, data.duration_s)))
     td_region = _theta_delta_region(data)
     rows = (["lights"] + [("spec", r) for r in sp.regions] + ["hypnogram"]
-            + (["theta_delta"] if td_region else []) + (["muscle"] if sp.muscle is not None else []))
-    heights = {"lights": 0.22, "hypnogram": 0.9, "theta_delta": 0.55, "muscle": 0.55}
+            + (["theta_delta"] if td_region else []) + (["muscle"] if sp.muscle is not None else [])
+            + (["head_speed"] if data.head_speed is not None else []))
+    heights = {"lights": 0.22, "hypnogram": 0.9, "theta_delta": 0.55, "muscle": 0.55, "head_speed": 0.55}
     ratios = [1.0 if isinstance(r, tuple) else heights[r] for r in rows]
 
     fig = new_figure()
@@ -118,6 +120,11 @@ def plot_overview(data: RecordingData, prov: Provenance, clock: Clock, schedule:
         shade_dark(axes["muscle"], schedule, x_lo, x_hi)
         trace_panel(axes["muscle"], data, sp.muscle, clock, sel, "muscle",
                     sp.muscle_source + ",\ndB re 1 V²")
+    if data.head_speed is not None:
+        shade_dark(axes["head_speed"], schedule, x_lo, x_hi)
+        unit = data.head_speed_unit
+        trace_panel(axes["head_speed"], data, data.head_speed, clock, sel, f"head\n{unit}",
+                    "head speed (video),\nmedian per epoch" + (",\nno cm scale set" if unit == "px/s" else ""))
     for row, ax in axes.items():
         if row != "lights":  # the schedule goes on through a gap in the data
             hatch_gaps(ax, data.info.gaps, clock, x_lo, x_hi)

@@ -52,6 +52,7 @@ def _recording_facts(data: RecordingData, schedule: LightSchedule | None) -> lis
         ("Gaps", f"{len(info.gaps)}, {duration_words(gaps)} in all" if info.gaps else "none"),
         ("Channels left out", ", ".join(flagged) if flagged else "none"),
         ("Light schedule", schedule.describe() if schedule else "none configured"),
+        ("Head tracking", f"head speed in {data.head_speed_unit}" if data.head_speed is not None else "none"),
     ]
 
 
@@ -106,13 +107,16 @@ def summary_page(data: RecordingData, prov: Provenance, clock: Clock, schedule: 
 def make_figures(info: RecordingInfo, spectrogram_paths: list[str | Path], hypnogram: str | Path,
                  summary: str | Path, outputs: dict[str, str | Path], *, settings: dict[str, dict],
                  schedule: LightSchedule | None, hours_per_page: float = 0, lfp_qc: list[str | Path] = (),
-                 run_id: str | None = None) -> list[Path]:
+                 run_id: str | None = None, head_speed: str | Path | None = None) -> list[Path]:
     """Write every output named in layout.FIGURE_OUTPUTS to the path `outputs` gives it, each atomically.
 
     `settings` are the configuration values of the analysis stages that made the inputs
-    (pipeline.provenance.stage_settings), the figures' own included.
+    (pipeline.provenance.stage_settings), the figures' own included. `head_speed`: the
+    tracking stage's head_speed.tsv, drawn under the muscle trace, if the recording has one.
     """
-    data = load_recording(info, spectrogram_paths, hypnogram, summary, lfp_qc)
+    data = load_recording(info, spectrogram_paths, hypnogram, summary, lfp_qc, head_speed)
+    if data.head_speed is not None:
+        log.info("head speed (%s) is drawn under the muscle trace", data.head_speed_unit)
     prov = Provenance.make(recording_id=info.recording_id or "?", animal=info.animal or "?", settings=settings,
                            model_version=model_version_of(data.summary), run_id=run_id,
                            inspected_by=info.pipeline_version)

@@ -89,6 +89,9 @@ class RecordingInfo:
     # Named in the channel map (regions), but no file provides them. Added in 0.x within
     # schema 2: absent (empty) in files inspected before.
     missing_channels: list[str] = field(default_factory=list)
+    # The video tracking file inspect found in the raw folder (pipeline.io.tracking), by
+    # name; None: none (or inspected before this field). The tracking stage looks again.
+    tracking_file: str | None = None
 
     # -- views -----------------------------------------------------------------------
     @property

@@ -59,9 +59,27 @@ def regions_of(base: dict[str, np.ndarray]) -> list[str]:
     return sorted({n[: -len("_log_total")] for n in base if n.endswith("_log_total")})
 
 
-def load_table(feature_tables: list[str | Path], epoch_s: float) -> FeatureTable:
+def load_table(feature_tables: list[str | Path], epoch_s: float,
+               extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> FeatureTable:
+    """The segments' feature tables joined, with `extra` base features from outside the
+    LFP (name -> (onsets, values), e.g. head speed from the video) matched by onset.
+
+    An epoch an extra feature does not cover (NaN, or not listed) gets its median, so it
+    stays scorable from the LFP: a camera that lost the animal is no gap in the recording.
+    """
     onsets, valid, feats = read_feature_tables(feature_tables)
-    return build_table(onsets, valid, feats, epoch_s)
+    notes = []
+    for name, (at, values) in (extra or {}).items():
+        by_onset = dict(zip(np.round(np.asarray(at, dtype=np.float64), 3), np.asarray(values, dtype=np.float64)))
+        v = np.array([by_onset.get(t, np.nan) for t in np.round(onsets, 3)])
+        known = np.isfinite(v)
+        if not known.any():
+            notes.append(f"{name} is not known in any epoch and was left out")
+            continue
+        feats[name] = np.where(known, v, np.median(v[known]))
+        if not known.all():
+            notes.append(f"{name} is not known in {int((~known).sum())} epochs; its median was used there")
+    return build_table(onsets, valid, feats, epoch_s, notes)
 
 
 def summarise(scored: Scored, onsets: np.ndarray, epoch_s: float, duration_s: float | None = None) -> dict:
@@ -151,12 +169,17 @@ def write_outputs(scored: Scored, onsets: np.ndarray, epoch_s: float, outputs: d
 def classify(feature_tables: list[str | Path], outputs: dict[str, str | Path], *, epoch_s: float,
              meas_date=None, model: str | None = None, channel_map: dict | None = None,
              min_confidence: float = 0.5, min_bout_s: float = 0.0, n_review: int = 50,
-             duration_s: float | None = None) -> dict:
+             duration_s: float | None = None, extra_features: dict | None = None) -> dict:
     """Score a whole recording with the sleep model `model` (a model file, or None for
-    the label-free scorer) and write the `outputs`. Returns the summary."""
-    table = load_table(feature_tables, epoch_s)
+    the label-free scorer) and write the `outputs`. Returns the summary. `extra_features`:
+    see load_table; a trained model gets only those it was trained on."""
+    sleep_model = load_model(model)
+    trained_on = getattr(sleep_model, "header", {}).get("feature_names")
+    if trained_on is not None:
+        extra_features = {k: v for k, v in (extra_features or {}).items() if k in trained_on}
+    table = load_table(feature_tables, epoch_s, extra_features)
     roles = resolve_roles((channel_map or {}).get("roles") or ROLES, regions_of(table.base))
-    scored = score(table, load_model(model), roles, min_confidence=min_confidence, min_bout_s=min_bout_s)
+    scored = score(table, sleep_model, roles, min_confidence=min_confidence, min_bout_s=min_bout_s)
     for note in scored.notes:
         log.warning("%s", note)
     summary = write_outputs(scored, table.onsets, epoch_s, outputs, meas_date=meas_date, n_review=n_review,
