@@ -103,12 +103,15 @@ def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> tuple[str,
 def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
     """What a finished recording's row says: the time in each state (and the share not
     scored, if any), then what inspect found worth saying (channels missing from the
-    folder or ending early), so that nobody has to open a log to learn of it."""
+    folder or ending early) and what scoring did (time in no epoch, epochs unclassified
+    because of a gap, a state never found), so that nobody has to open a log to learn
+    why the percentages do not add up."""
     paths = RecordingPaths(rec_id, base)
     try:
-        frac = json.loads(paths.summary.read_text(encoding="utf-8"))["fractions"]
-    except (OSError, ValueError, KeyError):
-        frac = {}
+        summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+        frac, scoring_notes = summary["fractions"], [str(n) for n in summary.get("notes", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        frac, scoring_notes = {}, []
     shown = [s for s in ("wake", "nrem", "rem") if s in frac]
     if frac.get("unclassified", 0) >= 0.005:
         shown.append("unclassified")
@@ -117,7 +120,13 @@ def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
         notes = RecordingInfo.load(paths.recording_json).notes
     except PipelineError:  # removed, or from another version: the published results stand
         notes = []
-    return " ".join([f"Finished: {n_files} files published ({states}).", *notes])
+    return " ".join([f"Finished: {n_files} files published ({states}).", *notes, *map(_sentence, scoring_notes)])
+
+
+def _sentence(note: str) -> str:
+    """'6 epochs (20.0%) are unclassified ...' as a sentence of the row's message."""
+    note = note.strip()
+    return note[:1].upper() + note[1:] + ("" if note.endswith((".", "!", "?")) else ".")
 
 
 @dataclass
