@@ -7,9 +7,17 @@ runs killed outright, a full disk and a folder that cannot be written.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from base64 import urlsafe_b64encode
+from pathlib import Path
 
 import pytest
 
+from pipeline.io.lfp import read_lfp
 from pipeline.synth import write_synthetic_recording
 
 pytestmark = pytest.mark.slow
@@ -64,3 +72,60 @@ def test_any_cell_of_any_length_is_its_row_s_problem_and_short_or_gapped_recordi
     assert "shorter than one sleep epoch" in short["message"], short["message"]
     assert "internal error" not in short["message"]
     assert proc.returncode == 1, "a failed row is reported in the exit status"
+
+
+def test_a_workflow_and_poller_killed_outright_go_on_from_what_was_complete(project):
+    """Power loss, or the OOM killer taking the poller and Snakemake: runs use --nolock,
+    so no stale lock stops the next run; the next poll starts the run again, the killed
+    jobs' outputs are made, and nothing complete is made again."""
+    write_synthetic_recording(project.raw / "long", duration_s=360, n_channels=12, sampling_rate=2000.0, seed=5)
+    project.write_sheet([{"recording_id": "long", "animal": "m1", "raw_path": "long"}])
+    poller = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(project.config_path), "poll",
+                               "--until-done", "--every", "0.5"], cwd=project.dir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lfp = project.dir / "results" / "long" / "lfp"
+    markers = project.dir / ".snakemake" / "incomplete"
+
+    def marked(path) -> bool:  # Snakemake's marker: a file named by the output's path in base64
+        return (markers / urlsafe_b64encode(str(path.relative_to(project.dir)).encode()).decode()).exists()
+
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(not marked(p) for p in lfp.glob("seg*.fif")):  # one segment done
+        time.sleep(0.02)
+    poller.send_signal(signal.SIGKILL)
+    poller.wait()
+    (run_file,) = (project.dir / "state" / "runs").glob("*.json")
+    run = json.loads(run_file.read_text())
+    os.killpg(run["pid"], signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.killpg(run["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    # Snakemake marked the outputs of the jobs it had started. (9.27 does not look at the
+    # marks of jobs behind a checkpoint, every segment's here, when it starts again: what
+    # keeps a half-written file from counting as complete is that every stage writes to a
+    # temporary name and renames when done.)
+    assert list(markers.iterdir()), "the kill came too late to leave a job unfinished"
+    done_jobs = [[lfp / f"seg{k}.fif", lfp / f"seg{k}.json"] for k in range(6)]  # a job's outputs, both there
+    outputs = [project.dir / "results/long/recording.json", *(p for job in done_jobs if all(map(Path.exists, job))
+                                                                for p in job)]
+    complete = {p: p.stat().st_mtime_ns for p in outputs}
+    assert len(list(lfp.glob("seg*.fif"))) < 6, "the kill came too late to leave a segment to do"
+
+    proc = project.ephys("poll", "--once")
+    assert proc.returncode == 0, proc.stderr
+    row = project.read_sheet()[0]
+    assert row["status"] == "running" and row["run_id"] != run["run_id"], row
+    assert row["message"] == ("The workflow was killed before it finished (the machine stopped, out of memory, or "
+                              "someone stopped it); what was complete is kept. Starting again.")
+    proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    row = project.read_sheet()[0]
+    assert row["status"] == "done", row
+    assert {p: p.stat().st_mtime_ns for p in complete} == complete, "complete outputs are not made again"
+    info = json.loads((project.dir / "results" / "long" / "recording.json").read_text())
+    lfp_all = read_lfp([lfp / f"seg{k}.fif" for k in range(len(info["segments"]))])
+    assert lfp_all.n_times == info["n_lfp_samples"] and not list(lfp.glob(".*tmp*"))
