@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         words = error_words(e)  # an expected failure, or a full disk or a folder it may not write
         if words is not None:
             if isinstance(e, OSError):  # the maintainer who makes room wants the traceback in the log
-                log.error("%s", e, exc_info=True)
+                log.exception("ephys %s stopped: a file could not be written", args.command)
             else:
                 log.debug("details", exc_info=True)
             print(f"ERROR: {words}", file=sys.stderr, flush=True)

@@ -66,9 +66,9 @@ def os_error_words(e: OSError) -> str | None:
         return (f"the results disk is full (no space left{' writing ' + name if name else ''}); once a maintainer "
                 "has made room, tick rerun to go on from where it stopped.")
     if e.errno in _NOT_ALLOWED:
-        why = "the file system is read-only" if e.errno == errno.EROFS else "permission denied"
-        return (f"{why} writing {name or 'a file'} (it could not be written or replaced); once a maintainer has made "
-                "the folder writable, tick rerun.")
+        why = "a read-only file system" if e.errno == errno.EROFS else "permission denied"
+        return (f"{name or 'a file'} could not be written or replaced ({why}); once a maintainer has made the "
+                "folder writable, tick rerun.")
     return None
 
 

@@ -120,8 +120,7 @@ class Poller:
                 values = self._poll_row(row, rows, registered, report, told)
             except Exception as e:  # noqa: BLE001 - one row's bug must not stop every other row
                 words = os_error_words(e) if isinstance(e, OSError) else None  # a full disk ...: no bug
-                log.error("%s while polling the row of %r", "error" if words else "internal error", key[0][:60],
-                          exc_info=True)
+                log.exception("%s while polling the row of %r", "error" if words else "internal error", key[0][:60])
                 values = {"status": "failed", "message": words[:1].upper() + words[1:] if words else
                           "An internal error stopped this row; please tell a maintainer (details in the poller's log)."}
                 report.failed.append(key[0] or "(no id)")

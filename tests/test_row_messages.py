@@ -6,6 +6,7 @@ runs killed outright, a full disk and a folder that cannot be written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -129,3 +130,54 @@ def test_a_workflow_and_poller_killed_outright_go_on_from_what_was_complete(proj
     info = json.loads((project.dir / "results" / "long" / "recording.json").read_text())
     lfp_all = read_lfp([lfp / f"seg{k}.fif" for k in range(len(info["segments"]))])
     assert lfp_all.n_times == info["n_lfp_samples"] and not list(lfp.glob(".*tmp*"))
+
+
+@contextlib.contextmanager
+def small_file_system(folder: Path, size: str, *, read_only: bool = False):
+    """A tmpfs of `size` mounted on `folder` (made read-only after mounting if asked);
+    the test is skipped where mounting is not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=False,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here ({done.stderr.strip() or 'mount failed'})")
+    try:
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+def test_a_full_results_disk_is_told_in_words_and_rerun_goes_on(project, recording_in):
+    recording_in("rec1")
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    with small_file_system(project.dir / "results", "1m"):
+        proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=600)
+        assert proc.returncode == 1, proc.stderr
+        row = project.read_sheet()[0]
+    assert row["status"] == "failed", row
+    message = row["message"]
+    assert message.startswith("Converting to LFP failed: the results disk is full (no space left"), message
+    assert "once a maintainer has made room, tick rerun to go on from where it stopped" in message, message
+    assert "internal error" not in message
+    # Room made (the small disk is gone): rerun goes on.
+    project.edit_row(0, rerun="yes")
+    proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert project.read_sheet()[0]["status"] == "done"
+
+
+def test_a_published_folder_that_cannot_be_written_is_told_in_words(project, recording_in):
+    recording_in("rec1")
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    with small_file_system(project.dir / "published", "4m", read_only=True):
+        proc = project.ephys("poll", "--until-done", "--every", "0.5", timeout=600)
+        assert proc.returncode == 1, proc.stderr
+        row = project.read_sheet()[0]
+    assert row["status"] == "failed", row
+    message = row["message"]
+    assert message.startswith("Publishing results failed: "), message
+    assert "published/m1 could not be written or replaced (a read-only file system)" in message, message
+    assert "once a maintainer has made the folder writable, tick rerun" in message, message
+    assert "internal error" not in message
