@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pipeline import __version__, layout
-from pipeline.errors import INTERNAL_ERROR, TEMPORARY, BackendUnavailable, PipelineError
+from pipeline.errors import INTERNAL_ERROR, PipelineError, error_words
 
 log = logging.getLogger("ephys")
 # The workflow names its configuration file here for the stage commands it runs, which
@@ -742,17 +742,19 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("running as SLURM job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
             hold_core_slot()
         return args.func(args)
-    except BackendUnavailable as e:
-        print(f"ERROR: {TEMPORARY}{e}", file=sys.stderr, flush=True)
-        return 2
-    except PipelineError as e:
-        print(f"ERROR: {e}", file=sys.stderr, flush=True)
-        log.debug("details", exc_info=True)
-        return 2
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug: the log gets the traceback, the sheet one line
+    except Exception as e:
+        words = error_words(e)  # an expected failure, or a full disk or a folder it may not write
+        if words is not None:
+            if isinstance(e, OSError):  # the maintainer who makes room wants the traceback in the log
+                log.exception("ephys %s stopped: a file could not be written", args.command)
+            else:
+                log.debug("details", exc_info=True)
+            print(f"ERROR: {words}", file=sys.stderr, flush=True)
+            return 2
+        # A bug: the log gets the traceback, the sheet one line.
         log.exception("unexpected error")
         detail = str(e).splitlines()[0][:300] if str(e) else ""
         print(f"ERROR: {INTERNAL_ERROR} in `ephys {args.command}` ({type(e).__name__}{': ' + detail if detail else ''}); "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.config import check_data_roots
-from pipeline.errors import BackendUnavailable, ConfigError, PipelineError, RowError
+from pipeline.errors import BackendUnavailable, ConfigError, PipelineError, RowError, os_error_words
 from pipeline.executor import Executor, Run, RunFiles, make_executor, now_iso
 from pipeline.io.registry import Recording, Registry, check_name, id_taken_message, new_run_id, resolve_raw_path
 from pipeline.layout import RecordingPaths
@@ -123,10 +123,11 @@ class Poller:
             key = row_key(row)
             try:
                 values = self._poll_row(row, rows, registered, report, told)
-            except Exception:  # noqa: BLE001 - one row's bug must not stop every other row
-                log.exception("internal error while polling the row of %r", key[0][:60])
-                values = {"status": "failed", "message": "An internal error stopped this row; please tell a "
-                                                        "maintainer (details in the poller's log)."}
+            except Exception as e:  # noqa: BLE001 - one row's bug must not stop every other row
+                words = os_error_words(e) if isinstance(e, OSError) else None  # a full disk ...: no bug
+                log.exception("%s while polling the row of %r", "error" if words else "internal error", key[0][:60])
+                values = {"status": "failed", "message": words[:1].upper() + words[1:] if words else
+                          "An internal error stopped this row; please tell a maintainer (details in the poller's log)."}
                 report.failed.append(key[0] or "(no id)")
                 if all((row.get(c) or "") == v for c, v in values.items()):
                     values = None

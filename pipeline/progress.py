@@ -8,12 +8,13 @@ starting with "ERROR: "), the run file and the executor say whether work is goin
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.errors import TEMPORARY, PipelineError
+from pipeline.errors import KILLED, TEMPORARY, PipelineError, killed_words
 from pipeline.executor import Executor, Run
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.layout import RecordingPaths
@@ -103,12 +104,15 @@ def first_error(base: str | Path, rec_id: str, since: float = 0.0) -> tuple[str,
 def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
     """What a finished recording's row says: the time in each state (and the share not
     scored, if any), then what inspect found worth saying (channels missing from the
-    folder or ending early), so that nobody has to open a log to learn of it."""
+    folder or ending early) and what scoring did (time in no epoch, epochs unclassified
+    because of a gap, a state never found), so that nobody has to open a log to learn
+    why the percentages do not add up."""
     paths = RecordingPaths(rec_id, base)
     try:
-        frac = json.loads(paths.summary.read_text(encoding="utf-8"))["fractions"]
-    except (OSError, ValueError, KeyError):
-        frac = {}
+        summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+        frac, scoring_notes = summary["fractions"], [str(n) for n in summary.get("notes", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        frac, scoring_notes = {}, []
     shown = [s for s in ("wake", "nrem", "rem") if s in frac]
     if frac.get("unclassified", 0) >= 0.005:
         shown.append("unclassified")
@@ -117,7 +121,13 @@ def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
         notes = RecordingInfo.load(paths.recording_json).notes
     except PipelineError:  # removed, or from another version: the published results stand
         notes = []
-    return " ".join([f"Finished: {n_files} files published ({states}).", *notes])
+    return " ".join([f"Finished: {n_files} files published ({states}).", *notes, *map(_sentence, scoring_notes)])
+
+
+def _sentence(note: str) -> str:
+    """'6 epochs (20.0%) are unclassified ...' as a sentence of the row's message."""
+    note = note.strip()
+    return note[:1].upper() + note[1:] + ("" if note.endswith((".", "!", "?")) else ".")
 
 
 @dataclass
@@ -155,6 +165,13 @@ def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Ex
         if err is None and executor is not None:
             err = executor.explain_failure(run)
         if err is None:
+            err = killed_job(base, rec_id, run)
+        if err is None and run.log and _workflow_was_killed(base / run.log):
+            # Snakemake and its jobs ended all at once (power loss, kill -9 of the run): nothing
+            # wrong with the data, so the poller starts it again and Snakemake goes on from
+            # the outputs that are complete (--rerun-incomplete re-makes the killed jobs').
+            return RecordingState("failed", p.text, WORKFLOW_KILLED, temporary=True)
+        if err is None:
             workflow_err = _first_error_line(base / run.log) if run.log else None
             err = (f"The workflow could not run: {workflow_err}" if workflow_err else
                    f"The run stopped before finishing; a maintainer can read {run.log or 'its log'}.")
@@ -162,6 +179,49 @@ def recording_state(base: str | Path, rec_id: str, run: Run | None, executor: Ex
     if err:
         return RecordingState("failed", p.text, err, temporary=temporary)
     return RecordingState("incomplete" if p.fraction > 0 else "registered", p.text)
+
+
+WORKFLOW_KILLED = ("The workflow was killed before it finished (the machine stopped, out of memory, or someone "
+                   "stopped it); what was complete is kept.")
+# What Snakemake's own log ends with when it stopped by itself, failed or not.
+_WORKFLOW_ENDINGS = re.compile(r"Complete log|Error|Exception|Exiting|Nothing to be done|Terminating processes|"
+                               r"steps \(100%\) done")
+
+
+def killed_job(base: Path, rec_id: str, run: Run) -> str | None:
+    """'Converting to LFP failed: the job was killed (...)' when the workflow's log says a
+    job of the recording died of SIGKILL (the OOM killer) and left no error of its own."""
+    try:
+        text = (base / run.log).read_text(encoding="utf-8", errors="replace") if run.log else ""
+    except OSError:
+        return None
+    logs = RecordingPaths(rec_id, base).logs
+    before = 0
+    for m in re.finditer(r"^Error in rule (\w+):\n((?:[ \t]+.*\n?)*)", text, re.MULTILINE):
+        status = re.findall(r"non-zero exit status (-?\d+)", text[before:m.start()])
+        before = m.end()
+        job_log = re.search(r"^\s+log: (\S+)", m.group(2), re.MULTILINE)
+        if not status or not killed_words(int(status[-1])) or not job_log:
+            continue
+        path = base / job_log.group(1)
+        if not path.is_relative_to(logs):
+            continue
+        stage = layout.stage_of_log(logs, path)
+        return (f"{STAGE_WORDS.get(stage, stage)} failed: {KILLED}; tick rerun to go on from where it stopped "
+                f"(log: {job_log.group(1)}).")
+    return None
+
+
+def _workflow_was_killed(run_log: Path) -> bool:
+    """Whether Snakemake's log ends abruptly: it was killed, not stopped by an error."""
+    try:
+        with open(run_log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return not _WORKFLOW_ENDINGS.search(tail)
 
 
 def with_jobs(text: str, activity) -> str:

@@ -9,7 +9,8 @@ log, or hang until it is killed.
 SCENARIOS_JSON maps a recording id to {"segments": 3, "step_s": 0.05, "slow": {"convert":
 0.3}, "fail_at": "convert", "error": "...", "hang_at": "spectrogram", "lose_before_publish":
 ["report"]}; every key is optional (`step_s` is each job's time, `slow` that of the jobs
-of some stages).
+of some stages; `killed_at` ends a stage's first job as the OOM killer would, Snakemake's
+log saying so).
 `FakeWorkflowExecutor` runs it through the real local executor (a detached process,
 a run file), so starting, watching and stopping a run are the real thing.
 """
@@ -55,6 +56,20 @@ def _stage(paths: RecordingPaths, scenario: dict, stage: str, k: int | None = No
         log = paths.log(stage, k)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"working on it\nERROR: {scenario.get('error', 'something is wrong')}\n")
+        sys.exit(1)
+    if scenario.get("killed_at") == stage:
+        # The OOM killer ends the job: its log stops short, and Snakemake 9 says so in its own.
+        log = paths.log(stage, k)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("working on it\n")
+        rel = log.relative_to(paths.base) if log.is_absolute() else log
+        print(f"/usr/bin/bash: line 1:  5306 Killed                  ephys {stage} > {rel} 2>&1\n"
+              f"RuleException:\nCalledProcessError in file \"rules/x.smk\", line 4:\n"
+              f"Command 'set -euo pipefail;  ephys {stage} > {rel} 2>&1' returned non-zero exit status 137.\n"
+              f"[Wed Dec  2 13:28:29 2026]\nError in rule {stage}:\n    message: None\n    jobid: 3\n"
+              f"    log: {rel} (check log file(s) for error details)\n    shell:\n        ephys {stage} > {rel} 2>&1\n"
+              f"        (command exited with non-zero exit code)\n"
+              f"Exiting because a job execution failed. Look above for error messages", flush=True)
         sys.exit(1)
 
 

@@ -211,12 +211,15 @@ def test_continuous_poller_picks_up_a_new_row_and_stops_cleanly_on_sigterm(proje
             time.sleep(0.2)
         row = project.read_sheet()[0]
         assert row["status"] == "invalid" and "can only use letters, digits" in row["message"]
+        t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
+    assert took < 5, f"the poller took {took:.1f} s to stop after SIGTERM"
     assert "stopping after this poll" in err
 
 

@@ -303,25 +303,34 @@ def test_an_internal_error_names_its_log(project, setup):
     assert message == f"Scoring sleep states failed: {error} (log: logs/rec1/classify.log)"
 
 
-def test_a_run_that_died_is_failed_and_rerun_starts_it_again(project, setup):
+def test_a_run_killed_whole_is_started_again_by_the_next_poll(project, setup):
     cfg, make_poller, rows = setup
     project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
     make_poller({"rec1": {"hang_at": "features"}}).poll_once()
     wait_for(lambda: (project.dir / "results/rec1/spectrogram/seg2.npz").exists(), what="spectrograms")
     run_id = rows()["rec1"]["run_id"]
     run = RunFiles(project.dir).load(run_id)
-    os.killpg(run.pid, signal.SIGKILL)  # the machine's OOM killer, say
+    os.killpg(run.pid, signal.SIGKILL)  # power loss, or kill -9 of the run: the workflow and its jobs at once
     wait_for(lambda: not FakeWorkflowExecutor(cfg).is_running(run), what="the run to die")
     report = make_poller().poll_once()
-    assert report.failed == ["rec1"]
+    assert report.failed == [] and report.running == ["rec1"]
+    row = rows()["rec1"]
+    assert row["status"] == "running" and row["run_id"] != run_id
+    assert row["message"] == ("The workflow was killed before it finished (the machine stopped, out of memory, or "
+                              "someone stopped it); what was complete is kept. Starting again.")
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done"
+
+
+def test_a_job_the_system_killed_is_told_and_rerun_goes_on(project, setup):
+    cfg, make_poller, rows = setup
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1"}])
+    settle(make_poller, {"rec1": {"killed_at": "convert"}})
     row = rows()["rec1"]
     assert row["status"] == "failed"
-    assert row["message"] == f"The run stopped before finishing; a maintainer can read logs/runs/{run_id}.log."
-    # The lab member ticks rerun: a new run starts, and finishes.
+    assert row["message"] == ("Converting to LFP failed: the job was killed (out of memory, or stopped by someone); "
+                              "tick rerun to go on from where it stopped (log: logs/rec1/convert/seg0.log).")
     project.edit_row(0, rerun="yes")
-    report = make_poller().poll_once()
-    assert report.registered == ["rec1"]
-    assert rows()["rec1"]["run_id"] != run_id and rows()["rec1"]["rerun"] == ""
     settle(make_poller)
     assert rows()["rec1"]["status"] == "done"
 
