@@ -160,6 +160,8 @@ def choose_markers(table: FeatureTable, roles: dict[str, str | None]) -> tuple[n
     # epoch on the synthetic animals). The second pass finds the bouts' edges again.
     theta_col = next((c for c in (f"{theta}_theta_ratio_c60s", f"{theta}_theta_delta_c60s") if c in table.names),
                      f"{theta}_theta_delta_c60s")
+    # Delta and EMG of each epoch alone: averaging them over neighbours smears the edges of
+    # wake bouts, and the EMG separates wake from sleep epoch by epoch (d' about 3).
     cols = [f"{slow}_rel_delta_c12s", theta_col]
     if "emg_log_power_c12s" in table.names:
         cols.append("emg_log_power_c12s")
@@ -193,7 +195,7 @@ class LabelFreeModel:
             from pipeline.errors import DataError
 
             raise DataError(f"only {int(valid.sum())} usable epochs: too few to score (at least 10 are needed)")
-        slow_rel = next((table.base[c[: -len("_c12s")]] for c in used[:1]), None)
+        slow_rel = table.base.get(used[0].removesuffix("_c12s")) if used else None
         zf = markers[valid]
         labels, found = split_states(zf, rel_delta=None if slow_rel is None else slow_rel[valid])
         has_muscle = np.all(np.isfinite(markers[:, 2]))
@@ -239,8 +241,12 @@ class LabelFreeModel:
         from pipeline.sleep.xgb import fit_booster, predict_log_proba
 
         train = sure & np.isin(states, classes)
-        booster = fit_booster(table.values[train], states[train], classes)
-        log_p = predict_log_proba(booster, table.values, classes)
+        # Each epoch's own columns only: with the windowed ones XGBoost learns the first
+        # pass's smeared bout edges (95.1% against 96.5% on three synthetic animals); the
+        # hidden Markov model gives the context.
+        own = table.epoch_columns()
+        booster = fit_booster(table.values[train][:, own], states[train], classes)
+        log_p = predict_log_proba(booster, table.values[:, own], classes)
         prior = np.log(np.array([max(np.mean(states[train] == c), 1e-3) for c in classes]))
         ev = np.full((len(table), len(STATES)), -1e6)
         ev[:, classes] = log_p - prior[None]  # p(state | x) / p(state): a scaled likelihood

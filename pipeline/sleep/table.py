@@ -39,6 +39,11 @@ class FeatureTable:
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.names.index(name)]
 
+    def epoch_columns(self) -> np.ndarray:
+        """Indices of the columns of each epoch alone (normalised, not averaged over a window)."""
+        windowed = tuple(f"_{w}" for w in WINDOWS)
+        return np.array([i for i, n in enumerate(self.names) if not n.endswith(windowed)], dtype=np.int64)
+
     def __len__(self) -> int:
         return len(self.onsets)
 
