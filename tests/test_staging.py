@@ -230,3 +230,13 @@ def test_transitions_learnt_from_scores_keep_the_default_as_a_prior():
     default = transition_matrix(4.0)
     assert a[1, 2] > default[1, 2]  # NREM -> REM seen once in 80 NREM epochs, more than the prior's rate
     assert a[0, 2] < 1e-4  # never seen, and the prior forbids it
+
+
+def test_a_state_with_few_sure_epochs_is_kept_not_dropped_by_the_second_pass():
+    """One short REM bout in half an hour (the demo's recording had one of 100 s): after
+    its edges are left out, too few REM epochs remain to teach XGBoost; REM must still be
+    scored (the first pass stands), not vanish."""
+    truth = np.array([1] * 200 + [2] * 14 + [1] * 61 + [0] * 175)
+    scored = _score(truth, seed=4)
+    assert np.mean(scored.states[truth == 2] == 2) > 0.8
+    assert np.mean(scored.states == truth) > 0.9

@@ -232,12 +232,25 @@ class LabelFreeModel:
         reach = int(round(self.edge_s / table.epoch_s))
         for c in change:
             edge[max(0, c + 1 - reach): c + 1 + reach] = True
-        sure = table.valid & (conf >= self.confident) & ~edge
-        counts = {STATES[i]: int((sure & (states == i)).sum()) for i in range(len(STATES))}
-        classes = [i for i in range(len(STATES)) if present[i] and counts[STATES[i]] >= self.min_per_state]
-        if len(classes) < 2:
-            found.update(second_pass=False, confident_epochs=counts)
+        sure_all = table.valid & (conf >= self.confident)
+        shown = [i for i in range(len(STATES)) if present[i] and np.any(states == i)]
+
+        def counts_of(mask):
+            return {STATES[i]: int((mask & (states == i)).sum()) for i in range(len(STATES))}
+
+        sure = sure_all & ~edge
+        if any(counts_of(sure)[STATES[i]] < self.min_per_state for i in shown):
+            sure = sure_all  # a short recording's few REM bouts: their edges are taught too
+        counts = counts_of(sure)
+        short = [STATES[i] for i in shown if counts[STATES[i]] < self.min_per_state]
+        if short or len(shown) < 2:
+            # A state found, but too few sure epochs of it to teach: the first pass stands,
+            # rather than a second pass that would drop the state.
+            found.update(second_pass=False, confident_epochs=counts,
+                         second_pass_skipped=f"fewer than {self.min_per_state} sure epochs of "
+                                             f"{', '.join(short) or 'a second state'}")
             return Evidence(log_lik, found, notes)
+        classes = shown
         from pipeline.sleep.xgb import fit_booster, predict_log_proba
 
         train = sure & np.isin(states, classes)
