@@ -429,3 +429,32 @@ def test_publishing_a_recording_remakes_its_animals_summary_from_its_published_r
                                   bouts=[bout_lengths(r.hypnogram) for r in results])
         shown = " ".join(check_figure(fig))
     assert "m1: 3 recordings side by side" in shown and "not all alike" not in shown
+
+
+def test_without_an_emg_the_muscle_trace_is_the_lfp_estimate_not_cortical_gamma(tmp_path):
+    """A recording without EMG electrodes: the spectrogram stage stores muscle tone estimated
+    from the LFP (lfp_emg); the overview draws that, says so, and never passes a brain
+    region's high-frequency power off as muscle tone."""
+    from pipeline.figures.overview import plot_overview
+    from pipeline.figures.style import figure_style
+
+    spec = StageOutputSpec(hours=1, n_channels=16, segment_s=1800, seed=5, recording_id="rec-noemg", animal="m1",
+                           start=datetime(2026, 1, 5, 17, 30, tzinfo=timezone.utc), missing_regions=("emg",))
+    paths = write_stage_outputs(tmp_path, spec)
+    estimates = []
+    for p in paths["spectrograms"]:
+        with np.load(p) as z:
+            arrays = dict(z)
+        arrays["lfp_emg"] = np.linspace(0.05, 0.6, len(arrays["onsets_s"]))
+        estimates.append(arrays["lfp_emg"])
+        np.savez(p, **arrays)
+    data = recording_data(paths)
+    assert not data.spectra.has_emg and data.spectra.muscle_unit == "300-600 Hz correlation"
+    np.testing.assert_allclose(data.spectra.muscle, np.concatenate(estimates))
+    with figure_style():
+        fig = plot_overview(data, provenance(), Clock(data.info.start_datetime), light_schedule(7, 19))
+        shown = " ".join(check_figure(fig))
+        fig.savefig(tmp_path / "overview.png", dpi=80)
+    assert ("No EMG channel: muscle tone is estimated from the LFP (correlation of 300-600 Hz activity between "
+            "regions).") in shown
+    assert "EMG from the LFP" in shown and "80-150 Hz" not in shown

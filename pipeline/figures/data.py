@@ -20,6 +20,7 @@ from pipeline.errors import DataError
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.io.tracking import read_head_speed
 from pipeline.sleep.features import BANDS, EMG_BAND
+from pipeline.spectral import LFP_EMG_BAND
 from pipeline.sleep.hmm import STATES as SCORED_STATES
 from pipeline.sleep.staging import UNCLASSIFIED, read_hypnogram
 
@@ -89,9 +90,10 @@ class Spectra:
     freqs: np.ndarray
     mean_spectrum: dict[str, np.ndarray]  # region (emg too) -> mean over valid epochs, V^2/Hz
     theta_delta: dict[str, np.ndarray]  # region -> log10(theta / delta) per epoch
-    muscle: np.ndarray | None  # dB re 1 V^2 per epoch
+    muscle: np.ndarray | None  # per epoch, in muscle_unit
     muscle_source: str = ""  # where the muscle estimate comes from, in words
     has_emg: bool = False
+    muscle_unit: str = "dB re 1 V²"
 
     @property
     def epoch_s(self) -> float:
@@ -144,6 +146,7 @@ def load_spectra(paths: list[str | Path], *, display_fmax: float = DISPLAY_FMAX_
         with np.load(p) as z:
             f, seg_regions = z["freqs"], [str(r) for r in z["regions"]]
             power, onsets, valid = z["power"], z["onsets_s"], z["valid"].astype(bool)
+            lfp_emg = z["lfp_emg"].astype(np.float64) if "lfp_emg" in z else None
         if freqs is None:
             freqs = f
         elif len(f) != len(freqs) or not np.allclose(f, freqs):
@@ -151,6 +154,7 @@ def load_spectra(paths: list[str | Path], *, display_fmax: float = DISPLAY_FMAX_
                             "again (tick rerun).")
         regions += [r for r in seg_regions if r not in regions]
         parts.append(_reduce_segment(freqs, power, seg_regions, onsets, valid, display_fmax, sums, counts))
+        parts[-1]["lfp_emg"] = lfp_emg
         del power
     return _join(freqs, regions, parts, sums, counts, display_fmax)
 
@@ -191,7 +195,14 @@ def _join(freqs, regions, parts, sums, counts, display_fmax) -> Spectra:
     display = {r: cat(lambda p: p["display"].get(r), int(disp.sum())) for r in shown}
     muscle = _muscle_band(freqs, regions)
     muscle_db = None
-    if muscle is not None:
+    unit = "dB re 1 V²"
+    if (muscle is None or muscle[0] != "emg") and any(p.get("lfp_emg") is not None for p in parts):
+        # No EMG channel: the scorer's own estimate of muscle tone from the LFP, not a
+        # brain region's high-frequency power (which is mostly the brain's).
+        muscle = ("lfp_emg", LFP_EMG_BAND, "EMG from the LFP")
+        muscle_db = cat(lambda p: p.get("lfp_emg"))
+        unit = f"{LFP_EMG_BAND[0]:g}-{LFP_EMG_BAND[1]:g} Hz correlation"
+    elif muscle is not None:
         r, _, _ = muscle
         key = (r, "emg" if r == "emg" else "high")
         muscle_db = 10 * np.log10(cat(lambda p: p["band_power"].get(key)) + TINY)
@@ -208,6 +219,7 @@ def _join(freqs, regions, parts, sums, counts, display_fmax) -> Spectra:
         muscle=muscle_db,
         muscle_source=muscle[2] if muscle else "",
         has_emg="emg" in regions,
+        muscle_unit=unit,
     )
 
 
@@ -262,7 +274,10 @@ def recording_notes(info: RecordingInfo, spectra: Spectra, hyp: Hypnogram) -> li
     if "hippocampus" not in spectra.regions and spectra.regions:
         notes.append(f"No hippocampus: theta/delta is drawn from {spectra.regions[0]}.")
     if not spectra.has_emg:
-        notes.append(f"No EMG channel: muscle tone is estimated from {spectra.muscle_source} power."
+        notes.append(("No EMG channel: muscle tone is estimated from the LFP (correlation of "
+                      f"{spectra.muscle_unit.removesuffix(' correlation')} activity between regions)."
+                      if spectra.muscle_unit.endswith("correlation")
+                      else f"No EMG channel: muscle tone is estimated from {spectra.muscle_source} power.")
                      if spectra.muscle is not None else "No EMG channel and no high-frequency power: no muscle trace.")
     sleep = hyp.fraction("nrem") + hyp.fraction("rem")
     if sleep == 0:

@@ -119,7 +119,7 @@ def plot_overview(data: RecordingData, prov: Provenance, clock: Clock, schedule:
     if sp.muscle is not None:
         shade_dark(axes["muscle"], schedule, x_lo, x_hi)
         trace_panel(axes["muscle"], data, sp.muscle, clock, sel, "muscle",
-                    sp.muscle_source + ",\ndB re 1 V²")
+                    sp.muscle_source + ",\n" + sp.muscle_unit)
     if data.head_speed is not None:
         shade_dark(axes["head_speed"], schedule, x_lo, x_hi)
         unit = data.head_speed_unit
