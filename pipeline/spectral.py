@@ -160,8 +160,10 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
     (`channel_names`, `channel_power` in the .npz)."""
     raw = read_lfp(lfp_path, preload=False)
     region_of = {c.name: c.region for c in info.channels}
-    emg_region = ((info.channel_map or {}).get("roles") or ROLES).get("emg")
-    if not any(region_of.get(name) not in (None, emg_region) for name in raw.ch_names):
+    cmap = info.channel_map or {}
+    roles = resolve_roles(cmap.get("roles") or ROLES, list(cmap.get("regions") or {}) or
+                          sorted({r for r in region_of.values() if r}))
+    if not any(region_of.get(name) not in (None, roles.get("emg")) for name in raw.ch_names):
         raise RawDataError(
             f"{lfp_path}: no channel is mapped to a brain region, so there is nothing to average into "
             "spectrograms; name the regions' channels in a channel_map.yaml in the raw data folder "
@@ -178,7 +180,6 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
         log.warning("spectrogram.fmax (%g Hz) is above half the LFP rate (%g Hz): the spectrograms stop at %g Hz",
                     fmax, rate, rate / 2)
         fmax = rate / 2
-    roles = resolve_roles((info.channel_map or {}).get("roles") or ROLES, regions)
     brain = [r for r in regions if r != roles.get("emg")]
     emg_estimate = lfp_emg([signals[r] for r in brain], rate, epoch_s)
     if emg_estimate is None:

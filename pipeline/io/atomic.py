@@ -7,7 +7,9 @@ name, so nothing that looks finished is ever incomplete.
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
+import io
 import json
 import os
 import tempfile
@@ -54,3 +56,12 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(target: str | os.PathLike, data) -> None:
     write_text_atomic(target, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_tsv_atomic(target: str | os.PathLike, header: list[str], rows) -> None:
+    """A tab-separated table: the header, then each row's cells."""
+    out = io.StringIO()
+    w = csv.writer(out, delimiter="\t", lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    write_text_atomic(target, out.getvalue())

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from pipeline.errors import DataError
-from pipeline.io.atomic import atomic_path, write_json_atomic
+from pipeline.io.atomic import write_json_atomic, write_tsv_atomic
 
 TRACKING_CSV = "tracking.csv"  # the name a lab may give its tracking file
 DLC_PATTERN = "*DLC*.csv"  # DeepLabCut's own naming of its output
@@ -172,12 +172,8 @@ def write_head_speed(tsv: str | Path, meta_json: str | Path, onsets: np.ndarray,
     """head_speed.tsv (onset and duration in s from the recording start, as BIDS events
     files, and the median head speed of the epoch, `n/a` where unknown) and the JSON
     beside it (the unit, the body parts used, notes)."""
-    with atomic_path(tsv) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(HEAD_SPEED_COLUMNS)
-            for t, v in zip(onsets, speed):
-                w.writerow([f"{t:.3f}", f"{epoch_s:g}", f"{v:.4g}" if np.isfinite(v) else "n/a"])
+    write_tsv_atomic(tsv, HEAD_SPEED_COLUMNS, ([f"{t:.3f}", f"{epoch_s:g}", f"{v:.4g}" if np.isfinite(v) else "n/a"]
+                                               for t, v in zip(onsets, speed)))
     write_json_atomic(meta_json, meta)
 
 

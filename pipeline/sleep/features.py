@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.io.atomic import atomic_path
+from pipeline.io.atomic import write_tsv_atomic
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,14 @@ def compute_features(spectrogram_npz: str | Path, out_tsv: str | Path) -> int:
 
 def write_feature_table(out_tsv: str | Path, onsets: np.ndarray, valid: np.ndarray, feats: dict[str, np.ndarray]) -> None:
     names = sorted(feats)
-    with atomic_path(out_tsv) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(META_COLUMNS + names)
-            for e in range(len(onsets)):
-                w.writerow([f"{onsets[e]:.3f}", int(valid[e])] + [f"{feats[n][e]:.7g}" for n in names])
+    write_tsv_atomic(out_tsv, META_COLUMNS + names,
+                     ([f"{onsets[e]:.3f}", int(valid[e])] + [f"{feats[n][e]:.7g}" for n in names]
+                      for e in range(len(onsets))))
+
+
+def regions_of(feats: dict[str, np.ndarray]) -> list[str]:
+    """The brain regions a feature table describes (each has a `<region>_log_total`)."""
+    return sorted({n[: -len("_log_total")] for n in feats if n.endswith("_log_total")})
 
 
 def read_feature_tables(paths: list[str | Path]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -22,6 +22,7 @@ import logging
 
 import numpy as np
 
+from pipeline.sleep.features import regions_of
 from pipeline.sleep.hmm import STATES, smooth
 from pipeline.sleep.model import LABEL_FREE, LABEL_FREE_VERSION, Evidence
 from pipeline.sleep.table import FeatureTable
@@ -138,7 +139,7 @@ def split_states(z: np.ndarray, *, rel_delta: np.ndarray | None = None) -> tuple
 def choose_markers(table: FeatureTable, roles: dict[str, str | None]) -> tuple[np.ndarray, list[str], list[str]]:
     """(markers (epochs, 3): delta, theta/delta, muscle; the columns used; notes)."""
     notes: list[str] = []
-    regions = sorted({n[: -len("_log_total")] for n in table.base if n.endswith("_log_total")})
+    regions = regions_of(table.base)
     if not regions:
         from pipeline.errors import DataError
 

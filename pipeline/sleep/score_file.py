@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dsp.spectrogram import epoch_spectrogram
-from pipeline.sleep.features import EMG_ROLE, LFP_EMG, epoch_features, read_feature_tables, write_feature_table
+from pipeline.sleep.features import (EMG_ROLE, LFP_EMG, epoch_features, read_feature_tables, regions_of,
+                                     write_feature_table)
 from pipeline.sleep.table import FeatureTable, build_table
 from pipeline.spectral import lfp_emg
 
@@ -110,7 +111,6 @@ def load_source(source: str | Path, *, epoch_s: float, eeg: list[str] | None = N
     from pipeline.channels import ROLES, resolve_roles
     from pipeline.errors import DataError
     from pipeline.io.recording_info import RecordingInfo
-    from pipeline.sleep.staging import regions_of
 
     source = Path(source)
     if source.is_dir():

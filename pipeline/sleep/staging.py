@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.channels import ROLES, resolve_roles
-from pipeline.io.atomic import atomic_path, write_json_atomic
-from pipeline.sleep.features import read_feature_tables
+from pipeline.io.atomic import atomic_path, write_json_atomic, write_tsv_atomic
+from pipeline.sleep.features import read_feature_tables, regions_of
 from pipeline.sleep.hmm import STATES
 from pipeline.sleep.model import LABEL_FREE_VERSION, UNCLASSIFIED, Scored, score
 from pipeline.sleep.models import load_model, model_version  # noqa: F401 (model_version: for the rules)
@@ -38,10 +38,7 @@ log = logging.getLogger(__name__)
 # The label-free scorer's version (what `sleep.model: null` selects).
 MODEL_VERSION = LABEL_FREE_VERSION
 ALL_STATES = (*STATES, UNCLASSIFIED)
-
-
-def state_names(states: np.ndarray) -> list[str]:
-    return [STATES[s] if s >= 0 else UNCLASSIFIED for s in states]
+HYPNOGRAM_COLUMNS = ["onset", "duration", "state", "confidence"]
 
 
 def bouts(names: list[str], onsets: np.ndarray, epoch_s: float) -> list[tuple[float, float, str]]:
@@ -53,10 +50,6 @@ def bouts(names: list[str], onsets: np.ndarray, epoch_s: float) -> list[tuple[fl
             out.append((float(onsets[start]), float(onsets[i - 1] - onsets[start] + epoch_s), names[start]))
             start = i
     return out
-
-
-def regions_of(base: dict[str, np.ndarray]) -> list[str]:
-    return sorted({n[: -len("_log_total")] for n in base if n.endswith("_log_total")})
 
 
 def load_table(feature_tables: list[str | Path], epoch_s: float,
@@ -127,31 +120,23 @@ def write_outputs(scored: Scored, onsets: np.ndarray, epoch_s: float, outputs: d
     names = scored.names
     conf = scored.confidence
     probs = scored.probabilities
+    def epoch(i: int) -> list[str]:
+        return [f"{onsets[i]:.3f}", f"{epoch_s:g}", names[i], f"{conf[i]:.3f}"]
+
+    def p_cells(i: int) -> list[str]:
+        return [f"{p:.4f}" for p in probs[i]]
+
+    p_header = [f"p_{s}" for s in STATES]
     if "hypnogram" in outputs:
-        with atomic_path(outputs["hypnogram"]) as tmp:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f, delimiter="\t", lineterminator="\n")
-                w.writerow(["onset", "duration", "state", "confidence"])
-                for i, name in enumerate(names):
-                    w.writerow([f"{onsets[i]:.3f}", f"{epoch_s:g}", name, f"{conf[i]:.3f}"])
+        write_tsv_atomic(outputs["hypnogram"], HYPNOGRAM_COLUMNS, (epoch(i) for i in range(len(names))))
     if "probabilities" in outputs:
-        with atomic_path(outputs["probabilities"]) as tmp:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f, delimiter="\t", lineterminator="\n")
-                w.writerow(["onset"] + [f"p_{s}" for s in STATES])
-                for i in range(len(names)):
-                    w.writerow([f"{onsets[i]:.3f}"] + [f"{p:.4f}" for p in probs[i]])
+        write_tsv_atomic(outputs["probabilities"], ["onset"] + p_header,
+                         ([f"{onsets[i]:.3f}"] + p_cells(i) for i in range(len(names))))
     if "review" in outputs:
         # Least certain first: the smoothed probability of the state it was given.
         certainty = np.where(scored.states >= 0, probs.max(axis=1), 0.0)
-        order = [i for i in np.argsort(certainty, kind="stable") if np.isfinite(certainty[i])][:n_review]
-        with atomic_path(outputs["review"]) as tmp:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f, delimiter="\t", lineterminator="\n")
-                w.writerow(["onset", "duration", "state", "confidence"] + [f"p_{s}" for s in STATES])
-                for i in sorted(order, key=lambda j: onsets[j]):
-                    w.writerow([f"{onsets[i]:.3f}", f"{epoch_s:g}", names[i], f"{conf[i]:.3f}"]
-                               + [f"{p:.4f}" for p in probs[i]])
+        chosen = sorted(np.argsort(certainty, kind="stable")[:n_review], key=lambda j: onsets[j])
+        write_tsv_atomic(outputs["review"], HYPNOGRAM_COLUMNS + p_header, (epoch(i) + p_cells(i) for i in chosen))
     merged = bouts(names, onsets, epoch_s)
     if "annotations" in outputs:
         import mne

@@ -104,7 +104,7 @@ def fit(examples: list[Example], epoch_s: float):
               "classes": [STATES[c] for c in classes],
               "class_prior": {STATES[c]: float(np.mean(y == c)) for c in classes},
               "transitions": trans.tolist(), "version": "in-training"}
-    return TrainedModel(header, booster), classes, trans
+    return TrainedModel(header, booster)
 
 
 def evaluate(examples: list[Example], epoch_s: float, **score_options) -> dict:
@@ -118,7 +118,7 @@ def evaluate(examples: list[Example], epoch_s: float, **score_options) -> dict:
     truth, predicted, folds = [], [], {}
     for animal in animals:
         train = [ex for ex in examples if ex.animal != animal]
-        model, _, _ = fit(train, epoch_s)
+        model = fit(train, epoch_s)
         held_t, held_p = [], []
         for ex in (e for e in examples if e.animal == animal):
             scored = score(ex.table, model, ex.roles, **score_options)
@@ -139,9 +139,10 @@ def train(manifest: str | Path, out: str | Path, *, name: str, epoch_s: float, e
 
     examples = load_examples(manifest, epoch_s=epoch_s, eeg=eeg, emg=emg, codes=codes)
     evaluation = evaluate(examples, epoch_s, **score_options) if evaluate_first else {}
-    model, classes, trans = fit(examples, epoch_s)
+    model = fit(examples, epoch_s)
     trained_on = [{"source": ex.name, "animal": ex.animal, "epochs": len(ex.table),
                    "scored": int((ex.labels >= 0).sum())} for ex in examples]
     return save_model(out, name=name, booster=model.booster, feature_names=examples[0].table.names,
-                      epoch_s=epoch_s, classes=classes, class_prior=model.header["class_prior"],
-                      transitions=trans, trained_on=trained_on, evaluation=evaluation)
+                      epoch_s=epoch_s, classes=model.classes, class_prior=model.header["class_prior"],
+                      transitions=np.array(model.header["transitions"]), trained_on=trained_on,
+                      evaluation=evaluation)

@@ -70,6 +70,10 @@ def predict_log_proba(booster, x: np.ndarray, classes: list[int]) -> np.ndarray:
 
 def read_model_header(path: str | Path) -> dict:
     """The model file's description without its booster; refuses what is not a model file."""
+    return {k: v for k, v in _read_model_file(path).items() if k != "booster"}
+
+
+def _read_model_file(path: str | Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -79,7 +83,7 @@ def read_model_header(path: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path} is not a sleep model file of this pipeline (format {MODEL_FORMAT}); "
                           "make one with `ephys train`.")
-    return {k: v for k, v in doc.items() if k != "booster"}
+    return doc
 
 
 def describe_difference(expected: list[str], got: list[str]) -> str:
@@ -117,11 +121,9 @@ class TrainedModel:
     def load(cls, path: str | Path) -> "TrainedModel":
         import xgboost as xgb
 
-        header = read_model_header(path)
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        header = _read_model_file(path)
         booster = xgb.Booster()
-        booster.load_model(bytearray(json.dumps(doc["booster"]).encode()))
+        booster.load_model(bytearray(json.dumps(header.pop("booster")).encode()))
         header["path"] = str(path)
         return cls(header, booster)
 
