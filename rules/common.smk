@@ -37,7 +37,7 @@ workdir: CFG["base_dir"]
 # files may lie in). Passed in the environment, not the rules' commands: a changed
 # command would make Snakemake process every recording again.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-os.environ["EPHYS_CONFIG"] = CFG["config_file"]
+os.environ.update(EPHYS_CONFIG=CFG["config_file"])
 
 
 envvars:
