@@ -29,7 +29,7 @@ LABEL_FREE = "label-free"
 # The version of the label-free scorer. Bump it whenever scoring changes: it is a param of
 # the classify rule, so Snakemake then scores every recording again (and draws and
 # publishes it again), and every figure and provenance.json name it.
-LABEL_FREE_VERSION = "label-free-2"
+LABEL_FREE_VERSION = "label-free-3"
 
 
 @dataclass
