@@ -273,7 +273,9 @@ def design_decimator(rate_in: float, rate_out: float, *,
     largest_prime = max(_prime_factors(factor))
     limit = max(4, largest_prime)
     best = None
-    for plan in [p for p in _stage_plans(factor) if max(p) <= limit]:
+    plans = _stage_plans(factor)
+    # 128 (32 kHz -> 250 Hz) has no split into three stages of at most 4: then larger ones.
+    for plan in [p for p in plans if max(p) <= limit] or plans:
         n_stages = len(plan)
         stage_ripple = ripple_db / (n_stages + (rational is not None))
         stage_atten = atten_db + _DESIGN_MARGIN_DB
