@@ -222,7 +222,8 @@ class MuscleToneEstimate:
             for ch in chans:
                 group[index[ch]] = g
                 weight[index[ch]] = scale[index[ch]] / len(chans)  # volts, averaged
-        self.means = (group, weight, len(self.regions))
+        self.group, self.weight = group, weight
+        self._scratch = np.empty(0, dtype=np.float32)
         self.signals = np.zeros((len(self.regions), n * self.m))  # float64, as the LFP stage filters them
         self._check_cover()
 
@@ -239,6 +240,18 @@ class MuscleToneEstimate:
     @property
     def wanted(self) -> bool:
         return self.why_not is None
+
+    def means(self, n_x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kernel's `means` for a block of n_x raw samples: zeroed sums in one buffer
+        kept from block to block."""
+        from pipeline.dsp.fir_kernel import SLACK
+
+        size = len(self.regions) * (n_x + SLACK)
+        if self._scratch.size < size:
+            self._scratch = np.empty(size, dtype=np.float32)
+        sums = self._scratch[:size].reshape(len(self.regions), n_x + SLACK)
+        sums.fill(0)
+        return self.group, self.weight, sums
 
     def add(self, region_sums: np.ndarray, j_a: int, j_b: int) -> None:
         """The regions' raw sums of the block that made LFP samples [j_a, j_b) (recording
@@ -315,7 +328,8 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
         raw = reader.get(*decimator.input_range(j0 + a, j0 + b),
                          then=decimator.input_range(nxt0, nxt1) if nxt1 > nxt0 else None)
         if emg is not None and emg.wanted:
-            lfp, sums = decimator.decimate_records(raw, j0 + a, j0 + b, scale, means=emg.means)
+            in_a, in_b = decimator.input_range(j0 + a, j0 + b)
+            lfp, sums = decimator.decimate_records(raw, j0 + a, j0 + b, scale, means=emg.means(in_b - in_a))
             emg.add(sums, j0 + a, j0 + b)
         else:
             lfp = decimator.decimate_records(raw, j0 + a, j0 + b, scale)

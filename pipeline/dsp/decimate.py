@@ -171,8 +171,8 @@ class Decimator:
         """Output samples [j0, j1) of the channels in `block` (raw samples as the reader
         left them, see fir_kernel.decimate_block), which holds input samples
         input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`.
-        With `means` (group, weight, n_groups), also the groups' weighted sums of those
-        input samples, as fir_kernel.decimate_block gives them."""
+        With `means` (group, weight, sums), also the groups' weighted sums of those
+        input samples, added into `sums` (fir_kernel.decimate_block)."""
         a, b = self.input_range(j0, j1)
         if self.is_identity:  # the LFP rate is the raw rate: the input, scaled
             if means is not None:

@@ -191,10 +191,12 @@ def decimate_block(block, n_x: int, stages, n_outs: list[int],
     (rows, row), as pipeline.io.block.RecordBlock describes; rows must carry at least
     as many spare columns after their n_x samples as the first stage's factor.
     Returns (channels, outputs) float32, multiplied by `scale` per channel if given.
-    With `means` = (group, weight, n_groups) (per channel: a group index or -1, and a
-    weight), also returns the weighted sums of the groups' input samples, (n_groups,
-    n_x + SLACK) float32: in one pass over the raw samples, weights 1/size make them
-    the groups' means at the input rate.
+    With `means` = (group, weight, sums) (per channel: a group index or -1, and a
+    weight; sums: C-contiguous float32 zeros, (n_groups, n_x + SLACK), which a caller
+    reuses block after block: fresh pages cost more than the sums), the weighted sums
+    of the groups' input samples are added into `sums` in the same pass over the raw
+    samples (weights 1/size make them the groups' means at the input rate), and
+    (outputs, sums) returned.
     """
     if stages and np.any(block.row >= 0) and block.rows.shape[1] - n_x < stages[0].factor:
         raise ValueError(f"the block's rows need {stages[0].factor} spare columns after their {n_x} samples")
@@ -241,7 +243,9 @@ def _decimate(flat, start, q0, before, have, per_record, stride, rows, row, n_x,
     else:
         group = np.ascontiguousarray(means[0], dtype=np.int64)
         weight = np.ascontiguousarray(means[1], dtype=np.float32)
-        sums = np.zeros((int(means[2]), n_x + SLACK), dtype=np.float32)
+        sums = means[2]
+        if sums.dtype != np.float32 or not sums.flags.c_contiguous or sums.shape[1] < n_x:
+            raise ValueError(f"group sums need C-contiguous float32 rows of at least {n_x} samples")
     _decimate_channels(flat, start, q0, before, have, per_record, stride, rows, row,
                        n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out, *rat,
                        group, weight, sums)
