@@ -7,7 +7,10 @@ Writes (or reuses) a synthetic Neuralynx recording, then measures in the same ru
   - two workers: two segments converted side by side;
   - the disk: sequential read of the same files with the page cache bypassed (dd iflag=direct);
   - scipy.signal.resample_poly on each channel's whole array (read included);
-  - SpikeInterface resample-and-save, if installed.
+  - SpikeInterface resample-and-save, if installed;
+  - at an LFP rate too low for the muscle tone from the LFP (--low-lfp-rate, 250 Hz), one
+    segment converted without and with that estimate made during conversion
+    (convert-segment --lfp-emg), taking turns, warm page cache: the slowdown ratio.
 Throughput is in x realtime (seconds of recording per second of work); memory is the
 peak resident set of the process that did the work. One summary line per figure, and
 all figures as one JSON object on the last line.
@@ -107,6 +110,9 @@ def main() -> int:
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--rate", type=float, default=32000.0)
     ap.add_argument("--lfp-rate", type=float, default=1000.0)
+    ap.add_argument("--low-lfp-rate", type=float, default=250.0,
+                    help="LFP rate of the conversion with and without the muscle tone estimate")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each, with and without the estimate")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the recording here between runs")
     ap.add_argument("--skip-baselines", action="store_true", help="only the pipeline's own figures")
     args = ap.parse_args()
@@ -131,21 +137,22 @@ def main() -> int:
     figures: dict[str, object] = {"minutes": args.minutes, "channels": args.channels, "rate_hz": args.rate,
                                   "lfp_rate_hz": args.lfp_rate, "raw_gb": round(sum(f.stat().st_size for f in files) / 1e9, 3)}
 
-    def config_with(segment_s: float) -> Path:
+    def config_with(segment_s: float, lfp_rate: float = args.lfp_rate) -> Path:
         import yaml
 
         cfg = yaml.safe_load((REPO / "config.yaml").read_text())
         epoch = cfg["sleep"]["epoch_s"]  # a segment must hold whole sleep epochs
         cfg["lfp"]["segment_s"] = segment_s = math.ceil(segment_s / epoch) * epoch
-        cfg["lfp"]["rate"] = args.lfp_rate
+        cfg["lfp"]["rate"] = lfp_rate
         cfg["data_roots"] = [str(work)]
-        path = out / f"config-{segment_s:g}.yaml"
+        path = out / f"config-{segment_s:g}-{lfp_rate:g}.yaml"
         path.write_text(yaml.safe_dump(cfg))
+        os.environ["EPHYS_CONFIG"] = str(path)  # convert-segment reads data_roots from it, as in the workflow
         return path
 
-    def inspect(segment_s: float) -> Path:
-        cfg = config_with(segment_s)
-        info = out / f"recording-{segment_s:g}.json"
+    def inspect(segment_s: float, lfp_rate: float = args.lfp_rate) -> Path:
+        cfg = config_with(segment_s, lfp_rate)
+        info = out / f"recording-{segment_s:g}-{lfp_rate:g}.json"
         subprocess.run([py, "-m", "pipeline", "--config", str(cfg), "inspect", str(raw), str(info)],
                        check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return info
@@ -172,6 +179,36 @@ def main() -> int:
     figures["two_workers_x_realtime"] = round(duration / wall2, 1)
     figures["two_workers_peak_mb_each"] = round(peak2)
     print(f"two workers: {duration / wall2:.1f}x realtime ({n_seg} segments side by side)", flush=True)
+
+    # The muscle tone from the LFP made during conversion, at a low LFP rate: the same
+    # segment converted with and without it, taking turns (the machine's load drifts).
+    low = inspect(max(duration * 2, 60), args.low_lfp_rate)
+    base_cmd = [py, "-m", "pipeline", "convert-segment", str(low), "0", str(out / "low.fif")]
+    emg_cmd = base_cmd + ["--lfp-emg", str(out / "low-emg.npz"), "--epoch-s", "4"]
+    run_measured(base_cmd, REPO)  # page cache warm for both
+    times: dict[str, list[tuple[float, float]]] = {"without": [], "with": []}
+    for _ in range(args.repeats):
+        for key, cmd in (("without", base_cmd), ("with", emg_cmd)):
+            w, p = run_measured(cmd, REPO)
+            times[key].append((w, json.loads((out / "low.json").read_text())["seconds"], p))
+    best = {k: min(v) for k, v in times.items()}  # fastest wall run of each
+    inside = {k: min(t[1] for t in v) for k, v in times.items()}  # fastest in-process time of each
+    import numpy as np
+
+    with np.load(out / "low-emg.npz") as z:
+        figures["low_lfp_emg_epochs"] = int(len(z["lfp_emg"])) if "lfp_emg" in z else 0
+        figures["low_lfp_emg_rate_hz"] = float(z["rate"]) if "rate" in z else None
+    figures["low_lfp_rate_hz"] = args.low_lfp_rate
+    figures["low_rate_without_emg_x_realtime"] = round(duration / best["without"][0], 1)
+    figures["low_rate_with_emg_x_realtime"] = round(duration / best["with"][0], 1)
+    figures["low_rate_with_emg_peak_mb"] = round(max(t[2] for t in times["with"]))
+    figures["low_rate_without_emg_peak_mb"] = round(max(t[2] for t in times["without"]))
+    figures["emg_slowdown_ratio"] = round(best["with"][0] / best["without"][0], 3)
+    figures["emg_slowdown_ratio_in_process"] = round(inside["with"] / inside["without"], 3)
+    print(f"LFP at {args.low_lfp_rate:g} Hz: {duration / best['without'][0]:.1f}x realtime without the muscle tone "
+          f"estimate, {duration / best['with'][0]:.1f}x with it (at {figures['low_lfp_emg_rate_hz']} Hz): "
+          f"{figures['emg_slowdown_ratio']:.3f}x the time ({figures['emg_slowdown_ratio_in_process']:.3f}x once "
+          f"started; target <= 1.2)", flush=True)
 
     # The disk, page cache bypassed.
     dwall, nbytes = disk_direct_read(files)

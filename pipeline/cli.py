@@ -149,6 +149,8 @@ def cmd_convert_segment(args) -> int:
     from pipeline.io.recording_info import RecordingInfo
 
     convert_segment(RecordingInfo.load(args.recording_json), args.segment, args.out_fif, qc_json=args.qc,
+                    lfp_emg_npz=args.lfp_emg,
+                    epoch_s=None if args.lfp_emg is None else float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
                     data_roots=_data_roots(args))
     return 0
 
@@ -156,13 +158,17 @@ def cmd_convert_segment(args) -> int:
 def cmd_convert(args) -> int:
     """A whole recording, without Snakemake: inspect, then every segment in turn."""
     from pipeline.convert import convert_segment, inspect_recording
+    from pipeline.dsp.lfp_emg import usable_band
 
     out = args.out_dir
     info = inspect_recording(args.raw_dir, layout.output_in(out, "recording_json"), **_inspect_settings(args),
                              recording_id=args.recording_id)
+    emg = usable_band(info.lfp_rate) is None  # too low a rate for the spectrogram stage's muscle tone
     for seg in info.segments:
         convert_segment(info, seg.index, layout.output_in(out, "lfp", seg.index),
-                        qc_json=layout.output_in(out, "lfp_qc", seg.index), data_roots=_data_roots(args))
+                        qc_json=layout.output_in(out, "lfp_qc", seg.index),
+                        lfp_emg_npz=layout.output_in(out, "lfp_emg", seg.index) if emg else None,
+                        epoch_s=float(_config(args)["sleep"]["epoch_s"]), data_roots=_data_roots(args))
     print(f"LFP written to {layout.output_in(out, 'lfp', 0).parent}")
     return 0
 
@@ -175,7 +181,8 @@ def cmd_spectrogram(args) -> int:
                         epoch_s=float(_option_or_config(args, "epoch_s", "sleep", "epoch_s")),
                         time_bandwidth=float(_option_or_config(args, "time_bandwidth", "spectrogram", "time_bandwidth")),
                         fmax=float(_option_or_config(args, "fmax", "spectrogram", "fmax")),
-                        per_channel=_yes(_option_or_config(args, "per_channel", "spectrogram", "per_channel")))
+                        per_channel=_yes(_option_or_config(args, "per_channel", "spectrogram", "per_channel")),
+                        lfp_emg_npz=args.lfp_emg)
     return 0
 
 
@@ -585,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("segment", type=int)
     s.add_argument("out_fif")
     s.add_argument("--qc", help="the segment's QC sidecar to write (default: OUT_FIF with .json)")
+    s.add_argument("--lfp-emg", metavar="NPZ",
+                   help="also write here the muscle tone from the LFP per epoch, made from the raw data (for an "
+                        "LFP rate too low for the spectrogram stage to make it)")
+    s.add_argument("--epoch-s", type=float, help="epoch length in s of --lfp-emg (default: sleep.epoch_s)")
     _data_roots_option(s)
     s.set_defaults(func=cmd_convert_segment)
 
@@ -597,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fmax", type=float, help="highest frequency kept in Hz (default: spectrogram.fmax)")
     s.add_argument("--per-channel", choices=["yes", "no"],
                    help="also one spectrogram per good channel (default: spectrogram.per_channel)")
+    s.add_argument("--lfp-emg", metavar="NPZ",
+                   help="the muscle tone the convert stage estimated (convert-segment --lfp-emg): used when the "
+                        "LFP's rate is too low to estimate it here")
     s.set_defaults(func=cmd_spectrogram)
 
     s = sub.add_parser("features", help="per-epoch sleep features of one segment's spectrograms")

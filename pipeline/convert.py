@@ -20,13 +20,15 @@ from pipeline import __version__
 from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap, channel_list
 from pipeline.dsp.channel_qc import channel_qc
 from pipeline.dsp.decimate import Decimator, design_decimator
+from pipeline.dsp.lfp_emg import estimate_rate, lfp_emg, usable_band
 from pipeline.errors import DataError, RawDataError
-from pipeline.io.atomic import write_json_atomic
+from pipeline.io.atomic import atomic_path, write_json_atomic
 from pipeline.io.lfp import make_info, write_lfp_segment
 from pipeline.io.raw import open_recording
 from pipeline.io.recording_info import ChannelInfo, ChannelQC, GapInfo, RecordingInfo, Segment
 from pipeline.io.tracking import tracking_file_name
 from pipeline.io.readahead import BlockReader
+from pipeline.spectral import brain_region_channels
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +186,105 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
     return info
 
 
+class MuscleToneEstimate:
+    """Muscle tone from the LFP (pipeline.dsp.lfp_emg) of one segment, made during its
+    conversion when the LFP rate is too low for it: the brain regions' mean raw signal,
+    summed by the decimation kernel while each channel's raw samples are in the cache,
+    decimated to `rate` (a whole multiple `m` of the LFP rate, so that the spectrogram's
+    epochs start on its samples).
+
+    The region means take every good channel of the region, also where a channel has no
+    samples (a gap, or it ended early): there the reader's fill is a line, with nothing
+    between 300 and 600 Hz, so it only scales the region's band power down, which the
+    correlation of each epoch does not see.
+    """
+
+    def __init__(self, info: RecordingInfo, names: list[str], scale: np.ndarray, decimator: Decimator,
+                 j0: int, n: int, epoch_s: float):
+        self.rate = estimate_rate(info.sampling_rate, info.lfp_rate)
+        self.regions = brain_region_channels(info)
+        self.epoch_s, self.j0, self.n = epoch_s, j0, n
+        self.why_not = None
+        if self.rate is None:
+            self.why_not = ("the LFP rate suffices (the spectrogram stage makes it)" if usable_band(info.lfp_rate)
+                            else f"the raw rate ({info.sampling_rate:g} Hz) keeps too little of 300-600 Hz")
+        elif len(self.regions) < 2:
+            self.why_not = "it needs two brain regions with good channels"
+        if self.why_not:
+            return
+        self.m = int(round(self.rate / info.lfp_rate))
+        self.decimator = decimator
+        self.to_rate = design_decimator(info.sampling_rate, self.rate)
+        index = {name: i for i, name in enumerate(names)}
+        group = np.full(len(names), -1, dtype=np.int64)
+        weight = np.zeros(len(names), dtype=np.float32)
+        for g, chans in enumerate(self.regions.values()):
+            for ch in chans:
+                group[index[ch]] = g
+                weight[index[ch]] = scale[index[ch]] / len(chans)  # volts, averaged
+        self.group, self.weight = group, weight
+        self._scratch = np.empty(0, dtype=np.float32)
+        self.signals = np.zeros((len(self.regions), n * self.m))  # float64, as the LFP stage filters them
+        self._check_cover()
+
+    def _check_cover(self) -> None:
+        # The raw samples a block of LFP holds must hold those of the same stretch at
+        # the estimate's rate: true when its filters are shorter (they are: a higher rate).
+        for j in range(self.j0, self.j0 + min(self.n, 4096)):
+            a, b = self.decimator.input_range(j, j + 1)
+            ea, eb = self.to_rate.input_range(j * self.m, (j + 1) * self.m)
+            if ea < a or eb > b:
+                raise RuntimeError(f"internal error: the muscle tone's decimator ({self.to_rate.stages}) reaches "
+                                   f"beyond the LFP's ({self.decimator.stages}); tell a maintainer")
+
+    @property
+    def wanted(self) -> bool:
+        return self.why_not is None
+
+    def means(self, n_x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kernel's `means` for a block of n_x raw samples: zeroed sums in one buffer
+        kept from block to block."""
+        from pipeline.dsp.fir_kernel import SLACK
+
+        size = len(self.regions) * (n_x + SLACK)
+        if self._scratch.size < size:
+            self._scratch = np.empty(size, dtype=np.float32)
+        sums = self._scratch[:size].reshape(len(self.regions), n_x + SLACK)
+        sums.fill(0)
+        return self.group, self.weight, sums
+
+    def add(self, region_sums: np.ndarray, j_a: int, j_b: int) -> None:
+        """The regions' raw sums of the block that made LFP samples [j_a, j_b) (recording
+        indices) -> the estimate's samples of that stretch."""
+        a = self.decimator.input_range(j_a, j_b)[0]
+        m = self.m
+        self.signals[:, (j_a - self.j0) * m:(j_b - self.j0) * m] = self.to_rate.decimate_held_rows(
+            region_sums, a, j_a * m, j_b * m)
+
+    def save(self, path: str | Path, lfp_rate: float) -> None:
+        """Write the estimate per epoch (`lfp_emg`, `onsets_s` as the spectrogram's), or,
+        when none was made, `why_not`."""
+        if self.wanted:
+            est = lfp_emg(list(self.signals), self.rate, self.epoch_s)
+            extra = {"lfp_emg": est, "onsets_s": self.j0 / lfp_rate + self.epoch_s * np.arange(len(est)),
+                     "rate": self.rate, "regions": np.array(list(self.regions))}
+        else:
+            extra = {"why_not": np.array(self.why_not)}
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, epoch_s=self.epoch_s, **extra)
+
+
 def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, qc_json: str | Path | None = None,
+                    lfp_emg_npz: str | Path | None = None, epoch_s: float | None = None,
                     progress_every_s: float = 30.0, data_roots: list[str] | None = None) -> dict:
     """Decimate segment `segment` of the recording described by `info` into `out_fif`.
 
     Writes `out_fif` and the segment's QC sidecar `qc_json` (default: `out_fif` with
     .json; channel regions, per-channel LFP RMS), both atomically. Returns the sidecar's
     content. `data_roots`: as for `inspect_recording` (checked again: links may have
-    changed since).
+    changed since). With `lfp_emg_npz`, also writes there the muscle tone from the LFP
+    per epoch of `epoch_s` (sleep.epoch_s), when the LFP rate is too low for the
+    spectrogram stage to make it and the raw rate is not (MuscleToneEstimate).
     """
     t_start = time.monotonic()
     index = {f["file"]: f["index"] for f in info.files if "index" in f} or None  # Neuralynx's reading index
@@ -221,13 +314,25 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
     scale = rec.volts_per_bit(names).astype(np.float32)
 
     reader = BlockReader(rec, names)
+    emg = None
+    if lfp_emg_npz is not None:
+        if epoch_s is None:
+            raise ValueError("the muscle tone estimate needs epoch_s (sleep.epoch_s)")
+        emg = MuscleToneEstimate(info, names, scale, decimator, j0, n, float(epoch_s))
+        if not emg.wanted:
+            log.info("segment %d: no muscle tone estimated during conversion: %s", segment, emg.why_not)
 
     def compute(a: int, b: int) -> np.ndarray:
         # MNE asks for consecutive blocks of one size: guess the next one and read it ahead.
         nxt0, nxt1 = j0 + b, min(j0 + n, j0 + b + (b - a))
         raw = reader.get(*decimator.input_range(j0 + a, j0 + b),
                          then=decimator.input_range(nxt0, nxt1) if nxt1 > nxt0 else None)
-        lfp = decimator.decimate_records(raw, j0 + a, j0 + b, scale)
+        if emg is not None and emg.wanted:
+            in_a, in_b = decimator.input_range(j0 + a, j0 + b)
+            lfp, sums = decimator.decimate_records(raw, j0 + a, j0 + b, scale, means=emg.means(in_b - in_a))
+            emg.add(sums, j0 + a, j0 + b)
+        else:
+            lfp = decimator.decimate_records(raw, j0 + a, j0 + b, scale)
         sumsq[:] += np.einsum("ij,ij->i", lfp, lfp, dtype=np.float64)
         done["n"] += b - a
         now = time.monotonic()
@@ -255,6 +360,8 @@ def convert_segment(info: RecordingInfo, segment: int, out_fif: str | Path, *, q
         write_lfp_segment(out_fif, info_mne, j0, n, compute, gaps_s=gaps_s, channel_gaps_s=channel_gaps_s)
     finally:
         reader.close()
+    if emg is not None:
+        emg.save(lfp_emg_npz, lfp_rate)
     elapsed = time.monotonic() - t_start
     sidecar = {
         "segment": segment,

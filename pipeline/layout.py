@@ -15,6 +15,9 @@ OUTPUTS = {
     "recording_json": "results/{rec}/recording.json",
     "lfp": "results/{rec}/lfp/seg{k}.fif",
     "lfp_qc": "results/{rec}/lfp/seg{k}.json",
+    # Only when lfp.rate is too low for the spectrogram stage's muscle tone from the LFP:
+    # the convert job estimates it from the raw data (pipeline.dsp.lfp_emg).
+    "lfp_emg": "results/{rec}/lfp/seg{k}-emg.npz",
     "spectrogram": "results/{rec}/spectrogram/seg{k}.npz",
     "features": "results/{rec}/features/seg{k}.tsv",
     # Only for recordings whose raw folder holds video tracking (pipeline/tracking.py).

@@ -7,11 +7,9 @@ region are in the LFP but in no spectrogram, and an LFP without any channel in a
 region stops here with a sentence on how to map one.
 The result is saved as .npz: `freqs`, `onsets_s` (epoch onsets from the recording
 start), `regions`, `power` (regions x epochs x freqs, V^2/Hz), `valid` (epochs not
-touching a recording gap, nor a stretch where a region has no channel with samples), `roles` (JSON: the region of each role in sleep scoring) and,
-where the LFP rate allows, `lfp_emg`: muscle tone estimated from the LFP itself, the
-mean correlation between brain regions of their 300-600 Hz activity in each epoch
-(neck and jaw muscles reach every electrode alike, brain activity at these frequencies
-does not; SleepScoreMaster's EMG from the LFP).
+touching a recording gap, nor a stretch where a region has no channel with samples), `roles` (JSON: the region of each role in sleep scoring) and
+`lfp_emg`: muscle tone estimated from the LFP itself (pipeline.dsp.lfp_emg), from the
+LFP where its rate allows, else the one the convert stage made from the raw data.
 """
 
 from __future__ import annotations
@@ -23,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.channels import ROLES, resolve_roles
+from pipeline.dsp.lfp_emg import (LFP_EMG_BAND, LFP_EMG_MIN_WIDTH, PASSBAND_FRACTION,  # noqa: F401 (read here too)
+                                  lfp_emg)
 from pipeline.dsp.spectrogram import epoch_spectrogram
 from pipeline.errors import DataError, RawDataError
 from pipeline.io.atomic import atomic_path
@@ -109,34 +109,36 @@ def epoch_validity(raw, onsets_s: np.ndarray, epoch_s: float) -> np.ndarray:
     return valid
 
 
-LFP_EMG_BAND = (300.0, 600.0)
-LFP_EMG_MIN_WIDTH = 50.0  # Hz of usable band above 300 Hz needed for the estimate
+def recording_roles(info: RecordingInfo) -> dict[str, str | None]:
+    """The region of each role in sleep scoring (the channel map's roles, resolved)."""
+    cmap = info.channel_map or {}
+    return resolve_roles(cmap.get("roles") or ROLES, list(cmap.get("regions") or {}) or
+                         sorted({c.region for c in info.channels if c.region}))
 
 
-def lfp_emg(signals: list[np.ndarray], rate: float, epoch_s: float, *, passband_fraction: float = 0.4) -> np.ndarray | None:
-    """Per-epoch mean pairwise correlation of the signals' 300-600 Hz activity.
+def brain_region_channels(info: RecordingInfo) -> dict[str, list[str]]:
+    """The good converted channels of each brain region (every region but the one with
+    role `emg`): what the muscle tone from the LFP correlates, here and in conversion."""
+    emg = recording_roles(info).get("emg")
+    out: dict[str, list[str]] = {}
+    for c in info.converted_channels:
+        if c.region and c.region != emg and not c.bad:
+            out.setdefault(c.region, []).append(c.name)
+    return dict(sorted(out.items()))
 
-    The band is cut to the part of the LFP's spectrum its anti-alias filter leaves flat
-    (`passband_fraction` of the rate); None when fewer than two signals or less than
-    50 Hz of band remain (an LFP below ~900 Hz).
-    """
-    from scipy.signal import butter, sosfiltfilt
 
-    lo, hi = LFP_EMG_BAND[0], min(LFP_EMG_BAND[1], passband_fraction * rate)
-    if len(signals) < 2 or hi - lo < LFP_EMG_MIN_WIDTH:
+def converted_lfp_emg(path: str | Path, onsets_s: np.ndarray) -> np.ndarray | None:
+    """The estimate the convert stage made of this segment (pipeline.convert), for the
+    epochs starting at `onsets_s`, or None if it made none or its epochs differ."""
+    with np.load(path) as z:
+        if "lfp_emg" not in z:
+            return None
+        est, their_onsets = z["lfp_emg"], z["onsets_s"]
+    n = len(onsets_s)
+    if len(est) < n or not np.allclose(their_onsets[:n], onsets_s, rtol=0, atol=1e-6):
+        log.warning("%s: its epochs are not this spectrogram's (sleep.epoch_s changed?); not used", path)
         return None
-    sos = butter(4, [lo, hi], btype="bandpass", fs=rate, output="sos")
-    n = int(round(epoch_s * rate))
-    n_epochs = min(len(x) for x in signals) // n
-    if n_epochs == 0:
-        return np.zeros(0)
-    z = []
-    for x in signals:
-        e = sosfiltfilt(sos, x[: n_epochs * n]).reshape(n_epochs, n)
-        e = e - e.mean(axis=1, keepdims=True)
-        z.append(e / np.maximum(np.sqrt((e ** 2).sum(axis=1, keepdims=True)), 1e-30))
-    pairs = [(z[i] * z[j]).sum(axis=1) for i in range(len(z)) for j in range(i + 1, len(z))]
-    return np.mean(pairs, axis=0)
+    return est[:n]
 
 
 def channel_spectrograms(raw, info: RecordingInfo, epoch_s: float, *, time_bandwidth: float,
@@ -153,16 +155,17 @@ def channel_spectrograms(raw, info: RecordingInfo, epoch_s: float, *, time_bandw
 
 
 def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str | Path, *, epoch_s: float,
-                        time_bandwidth: float, fmax: float, per_channel: bool = False) -> dict:
+                        time_bandwidth: float, fmax: float, per_channel: bool = False,
+                        lfp_emg_npz: str | Path | None = None) -> dict:
     """One multitaper spectrogram per region, one window per epoch of `epoch_s` seconds
     (sleep.epoch_s), with `time_bandwidth` (NW) and frequencies up to `fmax` Hz; with
     `per_channel` (spectrogram.per_channel), also one per good channel of a region
-    (`channel_names`, `channel_power` in the .npz)."""
+    (`channel_names`, `channel_power` in the .npz). `lfp_emg_npz`: the segment's muscle
+    tone estimated during conversion (an LFP rate too low for it here), used when the
+    LFP cannot give it."""
     raw = read_lfp(lfp_path, preload=False)
     region_of = {c.name: c.region for c in info.channels}
-    cmap = info.channel_map or {}
-    roles = resolve_roles(cmap.get("roles") or ROLES, list(cmap.get("regions") or {}) or
-                          sorted({r for r in region_of.values() if r}))
+    roles = recording_roles(info)
     if not any(region_of.get(name) not in (None, roles.get("emg")) for name in raw.ch_names):
         raise RawDataError(
             f"{lfp_path}: no channel is mapped to a brain region, so there is nothing to average into "
@@ -182,9 +185,6 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
         fmax = rate / 2
     brain = [r for r in regions if r != roles.get("emg")]
     emg_estimate = lfp_emg([signals[r] for r in brain], rate, epoch_s)
-    if emg_estimate is None:
-        log.warning("no muscle tone from the LFP: it needs two brain regions and an LFP rate of at least %g Hz",
-                    (LFP_EMG_BAND[0] + LFP_EMG_MIN_WIDTH) / 0.4)
     powers, freqs = [], None
     for r in regions:
         freqs, p = epoch_spectrogram(signals[r], raw.info["sfreq"], epoch_s,
@@ -192,6 +192,12 @@ def compute_spectrogram(info: RecordingInfo, lfp_path: str | Path, out_npz: str 
         powers.append(p.astype(np.float32))
     power = np.stack(powers)
     onsets = raw.first_samp / raw.info["sfreq"] + epoch_s * np.arange(power.shape[1])
+    if emg_estimate is None and lfp_emg_npz is not None:
+        emg_estimate = converted_lfp_emg(lfp_emg_npz, onsets)
+    if emg_estimate is None:
+        log.warning("no muscle tone from the LFP: it needs two brain regions and an LFP rate of at least %g Hz, "
+                    "or a raw rate of at least that to estimate it during conversion",
+                    (LFP_EMG_BAND[0] + LFP_EMG_MIN_WIDTH) / PASSBAND_FRACTION)
     valid = epoch_validity(raw, onsets, epoch_s)
     epoch_samples = int(round(epoch_s * rate))
     for r in regions:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.channels import CHANNEL_MAP_FILE, ChannelMap
 from pipeline.config import load_config
+from pipeline.dsp.lfp_emg import usable_band
 from pipeline.errors import ConfigError
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.io.registry import Registry
@@ -53,6 +54,12 @@ try:
     SETTINGS = stage_settings(CFG, model_version=model_version(CFG["sleep"]["model"]))
 except ConfigError as e:
     sys.exit(f"ERROR: {e}\n")
+
+
+# An LFP rate too low for the muscle tone from the LFP (pipeline.dsp.lfp_emg): the convert
+# jobs estimate it from the raw data, and the spectrogram jobs take it from them. Only
+# then do the rules name that output, so a sufficient rate changes nothing.
+EMG_AT_CONVERT = usable_band(SETTINGS["inspect"]["lfp_rate"]) is None
 
 
 wildcard_constraints:

@@ -28,6 +28,9 @@ rule convert:
     output:
         fif=OUT["lfp"],
         qc=OUT["lfp_qc"],
+        **({"emg": OUT["lfp_emg"]} if EMG_AT_CONVERT else {}),
+    params:
+        **({"epoch_s": SETTINGS["spectrogram"]["epoch_s"]} if EMG_AT_CONVERT else {}),
     log:
         LOG["convert"],
     # On a cluster the three stages of one segment run as one job (less queueing).
@@ -35,7 +38,10 @@ rule convert:
         "segment"
     resources:
         # bench/convert.py: ~300 MB whatever the segment's length; an hour in under a minute.
+        # With EMG_AT_CONVERT, + ~60 MB per brain region and hour of segment (float64 at ~2 kHz).
         mem_mb=grows(1000),
         runtime=grows(30),
     shell:
-        "ephys convert-segment {input:q} {wildcards.k} {output.fif:q} --qc {output.qc:q} > {log:q} 2>&1"
+        "ephys convert-segment {input:q} {wildcards.k} {output.fif:q} --qc {output.qc:q}"
+        + (" --lfp-emg {output.emg:q} --epoch-s {params.epoch_s}" if EMG_AT_CONVERT else "")
+        + " > {log:q} 2>&1"

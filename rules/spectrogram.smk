@@ -2,6 +2,7 @@ rule spectrogram:
     input:
         info=OUT["recording_json"],
         lfp=OUT["lfp"],
+        **({"emg": OUT["lfp_emg"]} if EMG_AT_CONVERT else {}),
     output:
         OUT["spectrogram"],
     params:
@@ -18,4 +19,6 @@ rule spectrogram:
         runtime=grows(15),
     shell:
         "ephys spectrogram {input.info:q} {input.lfp:q} {output:q} --epoch-s {params.epoch_s} "
-        "--time-bandwidth {params.time_bandwidth} --fmax {params.fmax} --per-channel {params.per_channel} > {log:q} 2>&1"
+        "--time-bandwidth {params.time_bandwidth} --fmax {params.fmax} --per-channel {params.per_channel}"
+        + (" --lfp-emg {input.emg:q}" if EMG_AT_CONVERT else "")
+        + " > {log:q} 2>&1"

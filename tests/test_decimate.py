@@ -16,7 +16,7 @@ from scipy import signal
 
 from pipeline.dsp.decimate import Decimator, design_decimator
 
-RATES = [(32000, 1000), (30000, 1000), (20000, 1000), (2000, 1000), (40000, 2000)]
+RATES = [(32000, 1000), (30000, 1000), (20000, 1000), (2000, 1000), (40000, 2000), (32000, 250)]
 PASS_FRACTION, STOP_FRACTION = 0.4, 0.5
 RIPPLE_DB, ATTEN_DB = 0.1, 80.0
 

@@ -185,3 +185,20 @@ def test_demo_goes_from_a_sheet_row_to_published_figures(project):
     again = project.ephys("demo", "--duration", "3m", "--channels", "12", "--rate", "2000")
     assert again.returncode == 0
     assert "writing a" not in again.stderr and "running snakemake" not in again.stderr
+
+
+def test_a_low_lfp_rate_has_the_convert_jobs_estimate_the_muscle_tone_for_the_spectrogram_jobs(project, recording_in):
+    raw = recording_in("rec1")
+    project.ephys("add", "rec1", "m1", str(raw), check=True)
+    for rate, named in ((1000, False), (250, True)):
+        project.set_config(lfp={"rate": rate})
+        assert project.snakemake("--cores", "1", "results/rec1/recording.json").returncode == 0
+        dry = project.snakemake("-n", "-p", "--cores", "1", "results/rec1/spectrogram/seg0.npz")
+        assert dry.returncode == 0, dry.stderr
+        emg = layout.OUTPUTS["lfp_emg"].format(rec="rec1", k=0)
+        commands = [line for line in (dry.stdout + dry.stderr).splitlines() if "ephys " in line]
+        assert commands, dry.stdout + dry.stderr
+        convert = next(c for c in commands if " convert-segment " in c)
+        spectrogram = next(c for c in commands if " spectrogram " in c)
+        assert (f"--lfp-emg {emg} --epoch-s 4" in convert) is named, convert
+        assert (f"--lfp-emg {emg}" in spectrogram) is named, spectrogram

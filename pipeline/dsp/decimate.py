@@ -167,16 +167,33 @@ class Decimator:
             return np.ascontiguousarray(rows[:, :b - a])
         return decimate_rows(rows, b - a, self.stages, self.stage_lengths(j0, j1), None, self._rational_args(j0, j1))
 
-    def decimate_records(self, block, j0: int, j1: int, scale: np.ndarray | None = None) -> np.ndarray:
+    def decimate_records(self, block, j0: int, j1: int, scale: np.ndarray | None = None, *, means=None):
         """Output samples [j0, j1) of the channels in `block` (raw samples as the reader
         left them, see fir_kernel.decimate_block), which holds input samples
-        input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`."""
+        input_range(j0, j1) (edges held); (channels, samples) float32, times `scale`.
+        With `means` (group, weight, sums), also the groups' weighted sums of those
+        input samples, added into `sums` (fir_kernel.decimate_block)."""
         a, b = self.input_range(j0, j1)
         if self.is_identity:  # the LFP rate is the raw rate: the input, scaled
+            if means is not None:
+                raise ValueError("group means need a decimating stage")
             x = block_rows(block, b - a)
             return x if scale is None else x * np.asarray(scale, dtype=np.float32)[:, None]
         return decimate_block(block, b - a, self.stages, self.stage_lengths(j0, j1), scale,
-                              self._rational_args(j0, j1))
+                              self._rational_args(j0, j1), means)
+
+    def decimate_held_rows(self, rows: np.ndarray, a: int, j0: int, j1: int) -> np.ndarray:
+        """Output samples [j0, j1) from float32 `rows` that hold input samples a, a + 1, ...
+        (edges already held) and SLACK spare columns after them; the rows must cover
+        input_range(j0, j1)."""
+        ea, eb = self.input_range(j0, j1)
+        if ea < a or eb - a > rows.shape[1] - SLACK:
+            raise ValueError(f"rows of input samples [{a}, {a + rows.shape[1] - SLACK}) do not cover "
+                             f"[{ea}, {eb}), which outputs [{j0}, {j1}) need")
+        x = np.ascontiguousarray(rows[:, ea - a:eb - a + SLACK], dtype=np.float32)
+        if self.is_identity:
+            return x[:, :eb - ea]
+        return decimate_rows(x, eb - ea, self.stages, self.stage_lengths(j0, j1), None, self._rational_args(j0, j1))
 
     def _rational_args(self, j0: int, j1: int):
         r = self.rational
@@ -273,7 +290,9 @@ def design_decimator(rate_in: float, rate_out: float, *,
     largest_prime = max(_prime_factors(factor))
     limit = max(4, largest_prime)
     best = None
-    for plan in [p for p in _stage_plans(factor) if max(p) <= limit]:
+    plans = _stage_plans(factor)
+    # 128 (32 kHz -> 250 Hz) has no split into three stages of at most 4: then larger ones.
+    for plan in [p for p in plans if max(p) <= limit] or plans:
         n_stages = len(plan)
         stage_ripple = ripple_db / (n_stages + (rational is not None))
         stage_atten = atten_db + _DESIGN_MARGIN_DB

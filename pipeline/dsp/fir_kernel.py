@@ -131,13 +131,14 @@ def _rational_stage(x, h, up, down, j0, a, n_out, y):
 @njit(cache=True, nogil=True, boundscheck=False)
 def _decimate_channels(flat, rec_start, rec_q0, before, have, per_record, stride, rows, row_slot,
                        n_x, taps, factors, n_outs, bufs, P, scale, out,
-                       rat_h, rat_up, rat_down, rat_j0, rat_a):
+                       rat_h, rat_up, rat_down, rat_j0, rat_a, group, weight, sums):
     """Decimate every channel c of a block into out[c].
 
     Channel c's input (n_x samples) is rows[row_slot[c]] if row_slot[c] >= 0, or else
     read from the records at flat[rec_start[c]] on (see _fill_from_records) into bufs[0]. Stage s writes
     bufs[s + 1] (the last stage writes out[c], unless a rational stage (rat_up > 0)
-    follows and does); the result is multiplied by scale[c].
+    follows and does); the result is multiplied by scale[c]. If group[c] >= 0, the
+    input times weight[c] is also added to sums[group[c]] while it is in the cache.
     """
     n_stages = factors.shape[0]
     rational = rat_up > 0
@@ -147,6 +148,11 @@ def _decimate_channels(flat, rec_start, rec_q0, before, have, per_record, stride
         else:
             x = bufs[0]
             _fill_from_records(flat, rec_start[c], rec_q0[c], have, before, n_x, x, per_record, stride)
+        if group[c] >= 0:
+            sg = sums[group[c]]
+            w = weight[c]
+            for i in range(n_x):
+                sg[i] += w * x[i]
         n_in = n_x
         for s in range(n_stages):
             y = out[c] if s == n_stages - 1 and not rational else bufs[s + 1]
@@ -175,7 +181,7 @@ def block_rows(block, n_x: int) -> np.ndarray:
 
 
 def decimate_block(block, n_x: int, stages, n_outs: list[int],
-                   scale: np.ndarray | None = None, rational=None) -> np.ndarray:
+                   scale: np.ndarray | None = None, rational=None, means=None):
     """Run `stages` (objects with .taps and .factor) over each channel's n_x input samples,
     then the rational stage if given as (taps, up, down, j0, a, n_out): outputs j0.. of
     it, whose input (the integer stages' output) starts at its sample a.
@@ -185,11 +191,17 @@ def decimate_block(block, n_x: int, stages, n_outs: list[int],
     (rows, row), as pipeline.io.block.RecordBlock describes; rows must carry at least
     as many spare columns after their n_x samples as the first stage's factor.
     Returns (channels, outputs) float32, multiplied by `scale` per channel if given.
+    With `means` = (group, weight, sums) (per channel: a group index or -1, and a
+    weight; sums: C-contiguous float32 zeros, (n_groups, n_x + SLACK), which a caller
+    reuses block after block: fresh pages cost more than the sums), the weighted sums
+    of the groups' input samples are added into `sums` in the same pass over the raw
+    samples (weights 1/size make them the groups' means at the input rate), and
+    (outputs, sums) returned.
     """
     if stages and np.any(block.row >= 0) and block.rows.shape[1] - n_x < stages[0].factor:
         raise ValueError(f"the block's rows need {stages[0].factor} spare columns after their {n_x} samples")
     return _decimate(block.flat, block.start, block.q0, block.before, block.have, block.samples_per_record,
-                     block.record_stride, block.rows, block.row, n_x, stages, n_outs, scale, rational)
+                     block.record_stride, block.rows, block.row, n_x, stages, n_outs, scale, rational, means)
 
 
 def decimate_rows(rows: np.ndarray, n_x: int, stages, n_outs: list[int],
@@ -203,7 +215,8 @@ def decimate_rows(rows: np.ndarray, n_x: int, stages, n_outs: list[int],
                      n_x, stages, n_outs, scale, rational)
 
 
-def _decimate(flat, start, q0, before, have, per_record, stride, rows, row, n_x, stages, n_outs, scale, rational):
+def _decimate(flat, start, q0, before, have, per_record, stride, rows, row, n_x, stages, n_outs, scale, rational,
+              means=None):
     n_ch = len(row)
     taps = tuple(np.ascontiguousarray(s.taps, dtype=np.float32) for s in stages)
     factors = np.array([s.factor for s in stages], dtype=np.int64)
@@ -224,6 +237,16 @@ def _decimate(flat, start, q0, before, have, per_record, stride, rows, row, n_x,
         taps = (np.zeros(1, dtype=np.float32),)
     out = np.empty((n_ch, n_final), dtype=np.float32)
     g = np.ones(n_ch, dtype=np.float32) if scale is None else np.ascontiguousarray(scale, dtype=np.float32)
+    if means is None:
+        group, weight, sums = np.full(n_ch, -1, dtype=np.int64), np.zeros(n_ch, dtype=np.float32), \
+            np.zeros((1, 1), dtype=np.float32)
+    else:
+        group = np.ascontiguousarray(means[0], dtype=np.int64)
+        weight = np.ascontiguousarray(means[1], dtype=np.float32)
+        sums = means[2]
+        if sums.dtype != np.float32 or not sums.flags.c_contiguous or sums.shape[1] < n_x:
+            raise ValueError(f"group sums need C-contiguous float32 rows of at least {n_x} samples")
     _decimate_channels(flat, start, q0, before, have, per_record, stride, rows, row,
-                       n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out, *rat)
-    return out
+                       n_x, taps, factors, np.asarray(n_outs, dtype=np.int64), bufs, P, g, out, *rat,
+                       group, weight, sums)
+    return out if means is None else (out, sums)
