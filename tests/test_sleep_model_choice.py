@@ -139,3 +139,17 @@ def test_each_recording_s_classify_job_takes_its_own_model_and_its_version(proje
                 for rec in ("rec1", "rec2")}
     assert settings["rec1"]["classify"]["model"] == version
     assert settings["rec2"]["classify"]["model"] == LABEL_FREE_VERSION
+
+
+def test_a_done_row_names_the_trained_model_that_scored_it(tmp_path):
+    from pipeline.io.atomic import write_json_atomic
+    from pipeline.layout import RecordingPaths
+    from pipeline.progress import done_message
+
+    summary = RecordingPaths("rec1", tmp_path).summary
+    fractions = {"wake": 0.5, "nrem": 0.4, "rem": 0.1, "unclassified": 0.0}
+    write_json_atomic(summary, {"fractions": fractions, "method": "xgboost", "model_version": "xgboost-lab-2026-abc"})
+    assert done_message(tmp_path, "rec1", 6) == ("Finished: 6 files published (wake 50%, nrem 40%, rem 10%). Scored by "
+                                                 "the sleep model xgboost-lab-2026-abc.")
+    write_json_atomic(summary, {"fractions": fractions, "method": "label-free", "model_version": LABEL_FREE_VERSION})
+    assert done_message(tmp_path, "rec1", 6) == "Finished: 6 files published (wake 50%, nrem 40%, rem 10%)."
