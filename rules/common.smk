@@ -171,16 +171,20 @@ def sleep_model_of(rec):
 
 @lru_cache(maxsize=None)
 def _model_version(spec):
-    if spec is not None and not Path(spec).is_file():
-        # Gone since it was chosen: classify's missing input names the file.
-        return "missing"
-    return model_version(spec)  # a file that is no model: its ConfigError names it
+    try:
+        return model_version(spec)
+    except ConfigError as e:  # a file that is gone since it was chosen, or is no model
+        sys.exit(f"ERROR: {e}\n")
 
 
 def sleep_model_input(wildcards):
     """A trained model file is an input of classify: a new or another model re-runs
     classification (and what follows it), nothing before it."""
     spec = sleep_model_of(wildcards.rec)
+    if spec and not Path(spec).is_file():
+        # Removed since the row chose it: one line in the run's log, which the row shows.
+        sys.exit(f"ERROR: the sleep model {Path(spec).name} chosen for {wildcards.rec} is no longer in "
+                 f"{Path(spec).parent}; a maintainer can put it back, or choose another in its row and tick rerun.\n")
     return [spec] if spec else []
 
 
