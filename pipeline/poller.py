@@ -31,7 +31,7 @@ from pipeline.io.registry import Recording, Registry, check_name, id_taken_messa
 from pipeline.layout import RecordingPaths
 from pipeline.progress import recording_state
 from pipeline.sheets import Row, Sheet, Update, make_sheet, row_key
-from pipeline.sleep.models import check_model_cell, model_choice_words
+from pipeline.sleep.models import check_model_cell, same_model
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ class Poller:
                 changed = old is not None and (old.raw_path != rec.raw_path or old.animal != rec.animal)
                 # A new sleep model alone scores again from the kept LFP and spectrograms:
                 # the model is an input of classify, so Snakemake redoes only what it affects.
-                new_model = old is not None and not changed and old.sleep_model != rec.sleep_model
+                new_model = old is not None and not changed and not same_model(rec.sleep_model, old.sleep_model,
+                                                                               self.config)
                 run = self._claim(rec, rerun=rerun, force=(rerun and status != "failed" and not new_model) or changed)
                 report.registered.append(rec.recording_id)
             registered[rec.recording_id] = rec
@@ -279,7 +280,7 @@ class Poller:
         """A processed row whose animal or raw_path was changed since: say so; a row that
         is not the one processed (its id re-used) is told to take another id."""
         if self._raw_path_or_none(row) == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
-            if self._same_model(row, rec):
+            if same_model(row.get("sleep_model", ""), rec.sleep_model, self.config):
                 return None
             try:  # a model that cannot be chosen is said now, not after the rerun is ticked
                 check_model_cell(row.get("sleep_model", ""), self.config)
@@ -294,17 +295,11 @@ class Poller:
     def _changed_words(self, row: Row, rec: Recording) -> str:
         what = [name for name, same in (("animal", (row.get("animal") or "").strip() == rec.animal),
                                         ("raw_path", self._raw_path_or_none(row) == rec.raw_path)) if not same]
-        if not what and not self._same_model(row, rec):
+        if not what and not same_model(row.get("sleep_model", ""), rec.sleep_model, self.config):
             return ("The sleep model changed since this row was processed; tick rerun to score it again with the new "
                     "model (the LFP and spectrograms are kept).")
         return (f"The {' and '.join(what) or 'row'} changed since it was processed; tick rerun to process the new "
                 "data.")
-
-    @staticmethod
-    def _same_model(row: Row, rec: Recording) -> bool:
-        """Whether the row's sleep model cell still says what the recording was registered
-        with (case aside, as the check allows; no file is read)."""
-        return model_choice_words(row.get("sleep_model", "")).casefold() == rec.sleep_model.casefold()
 
     @staticmethod
     def _changed(row: Row, values: dict) -> dict | None:

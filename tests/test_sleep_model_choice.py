@@ -153,3 +153,13 @@ def test_a_done_row_names_the_trained_model_that_scored_it(tmp_path):
                                                  "the sleep model xgboost-lab-2026-abc.")
     write_json_atomic(summary, {"fractions": fractions, "method": "label-free", "model_version": LABEL_FREE_VERSION})
     assert done_message(tmp_path, "rec1", 6) == "Finished: 6 files published (wake 50%, nrem 40%, rem 10%)."
+
+
+def test_a_cell_is_compared_with_a_registered_choice_by_the_model_it_selects(cfg):
+    from pipeline.sleep.models import same_model
+
+    assert same_model("Label free", "", cfg), "sleep.model is null: the default is the label-free scorer"
+    assert same_model("LAB-2026.json", "lab-2026", cfg)
+    assert not same_model("lab-2026", "", cfg) and not same_model("", "lab-2026", cfg)
+    configured = {**cfg, "sleep": {**cfg["sleep"], "model": "/lab/m.json"}}
+    assert not same_model("label-free", "", configured)

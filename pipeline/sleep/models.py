@@ -64,6 +64,14 @@ def recording_model(choice: str, config: dict) -> str | None:
     return str(Path(config["sleep"]["models_dir"]) / (choice + MODEL_SUFFIX))
 
 
+def same_model(cell: str, choice: str, config: dict) -> bool:
+    """Whether a `sleep model` cell selects the model a registered `choice` does (case
+    aside, as the check allows; an empty cell and `label-free` are alike when sleep.model
+    is null). No file is read."""
+    a, b = recording_model(model_choice_words(cell), config), recording_model(choice, config)
+    return (a or LABEL_FREE).casefold() == (b or LABEL_FREE).casefold()
+
+
 def model_choice_words(value: str) -> str:
     """A cell's choice in the registry's spelling, without looking at any file: '' (the
     default), `label-free`, or the name it gives (`.json` left off). For telling whether a
