@@ -373,12 +373,13 @@ def cmd_publish(args) -> int:
 def cmd_add(args) -> int:
     from pipeline.config import check_data_roots
     from pipeline.io.registry import Recording, Registry, check_name, resolve_raw_path
+    from pipeline.sleep.models import check_model_cell
 
     cfg = _config(args)
     check_data_roots(cfg)
     rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
                     str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
-                    source="cli")
+                    source="cli", sleep_model=check_model_cell(args.sleep_model, cfg))
     Registry(Path(cfg["base_dir"]) / layout.STATE_DIR).add(rec, replace=args.replace)
     print(f"registered {rec.recording_id}; run `snakemake --cores N` (every registered recording) "
           f"or `snakemake --cores N {layout.OUTPUTS['published'].format(rec=rec.recording_id)}` to process it")
@@ -709,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("animal")
     s.add_argument("raw_path")
     s.add_argument("--notes")
+    s.add_argument("--sleep-model", default="",
+                   help="a model's name in sleep.models_dir, or label-free, as a sheet's `sleep model` cell "
+                        "(default: sleep.model)")
     s.add_argument("--replace", action="store_true", help="replace a registration with the same id")
     s.set_defaults(func=cmd_add)
 

@@ -31,6 +31,7 @@ from pipeline.io.registry import Recording, Registry, check_name, id_taken_messa
 from pipeline.layout import RecordingPaths
 from pipeline.progress import recording_state
 from pipeline.sheets import Row, Sheet, Update, make_sheet, row_key
+from pipeline.sleep.models import check_model_cell, same_model
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,9 @@ class Poller:
             if not old or old.raw_path != str(raw) or old.animal != animal:
                 raise RowError(f"The recording id '{rec_id}' is used by more than one row. "
                                "Please give each recording its own id.")
-        return Recording(rec_id, animal, str(raw), notes=(row.get("notes") or "").strip(), source="sheet")
+        model = check_model_cell(row.get("sleep_model", ""), self.config)
+        return Recording(rec_id, animal, str(raw), notes=(row.get("notes") or "").strip(), source="sheet",
+                         sleep_model=model)
 
     # -- one poll -----------------------------------------------------------------
     def poll_once(self) -> PollReport:
@@ -199,7 +202,11 @@ class Poller:
                     return self._changed(row, {"status": "queued", "progress": "",
                                                "message": "Stopping the run that was going on; this one starts next."})
                 changed = old is not None and (old.raw_path != rec.raw_path or old.animal != rec.animal)
-                run = self._claim(rec, rerun=rerun, force=(rerun and status != "failed") or changed)
+                # A new sleep model alone scores again from the kept LFP and spectrograms:
+                # the model is an input of classify, so Snakemake redoes only what it affects.
+                new_model = old is not None and not changed and not same_model(rec.sleep_model, old.sleep_model,
+                                                                               self.config)
+                run = self._claim(rec, rerun=rerun, force=(rerun and status != "failed" and not new_model) or changed)
                 report.registered.append(rec.recording_id)
             registered[rec.recording_id] = rec
             told.append(run)
@@ -273,7 +280,13 @@ class Poller:
         """A processed row whose animal or raw_path was changed since: say so; a row that
         is not the one processed (its id re-used) is told to take another id."""
         if self._raw_path_or_none(row) == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
-            return None
+            if same_model(row.get("sleep_model", ""), rec.sleep_model, self.config):
+                return None
+            try:  # a model that cannot be chosen is said now, not after the rerun is ticked
+                check_model_cell(row.get("sleep_model", ""), self.config)
+            except RowError as e:
+                return self._changed(row, {"message": f"{e} (The results are still those of the earlier model.)"})
+            return self._changed(row, {"message": self._changed_words(row, rec)})
         if not self._is_row_of(row, rec, status):
             return self._changed(row, {"status": "invalid", "progress": "", "results_link": "",
                                        "message": id_taken_message(rec.recording_id, rec)})
@@ -282,6 +295,9 @@ class Poller:
     def _changed_words(self, row: Row, rec: Recording) -> str:
         what = [name for name, same in (("animal", (row.get("animal") or "").strip() == rec.animal),
                                         ("raw_path", self._raw_path_or_none(row) == rec.raw_path)) if not same]
+        if not what and not same_model(row.get("sleep_model", ""), rec.sleep_model, self.config):
+            return ("The sleep model changed since this row was processed; tick rerun to score it again with the new "
+                    "model (the LFP and spectrograms are kept).")
         return (f"The {' and '.join(what) or 'row'} changed since it was processed; tick rerun to process the new "
                 "data.")
 
@@ -293,7 +309,8 @@ class Poller:
 
     def _unacknowledged_run(self, old: Recording | None, rec: Recording) -> Run | None:
         """A run started for this very row by a poll whose sheet write never happened."""
-        if old is None or old.raw_path != rec.raw_path or old.animal != rec.animal:
+        if old is None or old.raw_path != rec.raw_path or old.animal != rec.animal or \
+                old.sleep_model != rec.sleep_model:
             return None
         run = self.runs.load(old.run_id)
         if run is None or run.acknowledged:

@@ -111,8 +111,11 @@ def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
     try:
         summary = json.loads(paths.summary.read_text(encoding="utf-8"))
         frac, scoring_notes = summary["fractions"], [str(n) for n in summary.get("notes", [])]
+        # A trained model was chosen (the row's sleep model, or the config's): say which.
+        model = [f"Scored by the sleep model {summary['model_version']}."] if summary.get("method") == "xgboost" \
+            and summary.get("model_version") else []
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        frac, scoring_notes = {}, []
+        frac, scoring_notes, model = {}, [], []
     shown = [s for s in ("wake", "nrem", "rem") if s in frac]
     if frac.get("unclassified", 0) >= 0.005:
         shown.append("unclassified")
@@ -121,7 +124,8 @@ def done_message(base: str | Path, rec_id: str, n_files: int) -> str:
         notes = RecordingInfo.load(paths.recording_json).notes
     except PipelineError:  # removed, or from another version: the published results stand
         notes = []
-    return " ".join([f"Finished: {n_files} files published ({states}).", *notes, *map(_sentence, scoring_notes)])
+    return " ".join([f"Finished: {n_files} files published ({states}).", *model, *notes,
+                     *map(_sentence, scoring_notes)])
 
 
 def _sentence(note: str) -> str:

@@ -4,6 +4,7 @@ import json
 import os
 import shlex
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline import layout
@@ -14,7 +15,7 @@ from pipeline.errors import ConfigError
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.io.registry import Registry
 from pipeline.provenance import ANALYSIS_STAGES, stage_settings
-from pipeline.sleep.staging import model_version
+from pipeline.sleep.models import model_version, recording_model
 
 # The configuration is the one file given with --configfile (else ./config.yaml), read
 # and checked by the pipeline itself: nothing else is merged into it.
@@ -169,10 +170,46 @@ def json_param(value):
 UNREADABLE_MAP = json_param({"regions": {"unreadable channel_map.yaml": []}})
 
 
+def sleep_model_of(rec):
+    """The sleep model of a recording: the one its sheet row (or `ephys add --sleep-model`)
+    chose, as registered, else sleep.model. None: the label-free scorer; else a model file."""
+    return recording_model(registered(rec).sleep_model, CFG)
+
+
+@lru_cache(maxsize=None)
+def _model_version(spec):
+    try:
+        return model_version(spec)
+    except ConfigError as e:  # a file that is gone since it was chosen, or is no model
+        sys.exit(f"ERROR: {e}\n")
+
+
+def sleep_model_input(wildcards):
+    """A trained model file is an input of classify: a new or another model re-runs
+    classification (and what follows it), nothing before it."""
+    spec = sleep_model_of(wildcards.rec)
+    if spec and not Path(spec).is_file():
+        # Removed since the row chose it: one line in the run's log, which the row shows.
+        sys.exit(f"ERROR: the sleep model {Path(spec).name} chosen for {wildcards.rec} is no longer in "
+                 f"{Path(spec).parent}; a maintainer can put it back, or choose another in its row and tick rerun.\n")
+    return [spec] if spec else []
+
+
+def sleep_model_param(wildcards):
+    return sleep_model_of(wildcards.rec) or "label-free"
+
+
+def classify_settings(rec):
+    """The classify stage's values for one recording: the configured ones, with the
+    version of the recording's own sleep model."""
+    return {**SETTINGS["classify"], "model": _model_version(sleep_model_of(rec))}
+
+
 def analysis_settings(wildcards):
     """The values every analysis stage of a recording was given, as one JSON param of the
     figures (its provenance): a changed value re-runs the figures anyway, through their inputs."""
     settings = {stage: SETTINGS[stage] for stage in ANALYSIS_STAGES}
+    settings["classify"] = classify_settings(wildcards.rec)
     if tracking_inputs(wildcards):
         settings["tracking"] = SETTINGS["tracking"]
     own_map = channel_map_param(wildcards)

@@ -44,9 +44,8 @@ rule classify:
         info=OUT["recording_json"],
         features=segment_outputs("features"),
         head_speed=head_speed_outputs,
-        # A trained model is an input: a new model file re-runs classification (and what
-        # follows it), nothing before it.
-        **({"model": CFG["sleep"]["model"]} if CFG["sleep"]["model"] else {}),
+        # The recording's sleep model (its sheet row's, else sleep.model), if a file.
+        model=sleep_model_input,
     output:
         hypnogram=OUT["hypnogram"],
         probabilities=OUT["probabilities"],
@@ -57,8 +56,8 @@ rule classify:
         epoch_s=SETTINGS["classify"]["epoch_s"],
         # The model's version, not only its name: a new version of the scorer scores
         # every recording again.
-        model_version=SETTINGS["classify"]["model"],
-        model=CFG["sleep"]["model"] or "label-free",
+        model_version=lambda w: classify_settings(w.rec)["model"],
+        model=sleep_model_param,
         min_confidence=SETTINGS["classify"]["min_confidence"],
         min_bout_s=SETTINGS["classify"]["min_bout_s"],
         n_review=SETTINGS["classify"]["n_review"],

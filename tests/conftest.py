@@ -35,6 +35,22 @@ def tree_checksums(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def write_tiny_model(path: Path, *, name: str) -> dict:
+    """A real model file (an XGBoost booster fitted on random numbers): enough for the
+    workflow to read its version, not to score anything well."""
+    import numpy as np
+
+    from pipeline.sleep.hmm import transition_matrix
+    from pipeline.sleep.xgb import fit_booster, save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    booster = fit_booster(rng.normal(size=(60, 2)), np.repeat([0, 1, 2], 20), [0, 1, 2], rounds=2)
+    return save_model(path, name=name, booster=booster, feature_names=["a", "b"], epoch_s=4.0, classes=[0, 1, 2],
+                      class_prior={"wake": 1 / 3, "nrem": 1 / 3, "rem": 1 / 3}, transitions=transition_matrix(4.0),
+                      trained_on=[], evaluation={})
+
+
 @dataclass
 class Project:
     dir: Path
@@ -62,12 +78,12 @@ class Project:
         return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
                               cwd=self.dir, capture_output=True, text=True, timeout=timeout)
 
-    def write_sheet(self, rows: list[dict]) -> None:
+    def write_sheet(self, rows: list[dict], columns: list[str] = SHEET_COLUMNS) -> None:
         with open(self.sheet, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=SHEET_COLUMNS, lineterminator="\r\n")
+            w = csv.DictWriter(f, fieldnames=columns, lineterminator="\r\n")
             w.writeheader()
             for r in rows:
-                w.writerow({c: r.get(c, "") for c in SHEET_COLUMNS})
+                w.writerow({c: r.get(c, "") for c in columns})
 
     def read_sheet(self) -> list[dict]:
         with open(self.sheet, newline="", encoding="utf-8") as f:
@@ -77,7 +93,8 @@ class Project:
         """Change cells of one row, as a person saving the sheet would."""
         rows = self.read_sheet()
         rows[index].update(cells)
-        self.write_sheet(rows)
+        # A lab's own columns (`sleep_model` ...) are kept, after the usual ones.
+        self.write_sheet(rows, SHEET_COLUMNS + [c for c in rows[index] if c and c not in SHEET_COLUMNS])
 
     def replace_config(self, **sections) -> None:
         """Replace whole sections of the project's config (a back-end's keys differ)."""

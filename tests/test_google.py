@@ -251,6 +251,23 @@ def test_the_lab_s_own_column_labels(project, google):
     assert values[1][5] == "done" and values[1][8] == "open the results"
 
 
+def test_a_sleep_model_column_under_the_lab_s_own_label(project, google):
+    from conftest import write_tiny_model
+    from pipeline.io.registry import Registry
+
+    write_tiny_model(project.dir / "models" / "lab-2026.json", name="lab-2026")
+    header = ["recording_id", "animal", "raw_path", "Model"]
+    project.set_config(sheet={"columns": {"sleep_model": "Model"}})
+    google.set_rows([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1", "Model": "lab-2025"},
+                     {"recording_id": "rec2", "animal": "m1", "raw_path": "rec2", "Model": "lab-2026"}], header)
+    google.settle()
+    rows = google.by_id()
+    assert rows["rec1"]["status"] == "invalid" and rows["rec1"]["message"].startswith(
+        "The sleep model 'lab-2025' was not found in models/; available: lab-2026, label-free.")
+    assert rows["rec2"]["status"] == "done" and rows["rec2"]["Model"] == "lab-2026"
+    assert Registry(project.dir / "state").read()["rec2"].sleep_model == "lab-2026"
+
+
 @pytest.mark.parametrize("cell, outcome", [
     ("=A1+1", "invalid"),  # a formula: Google shows its value, not a usable id
     ("x" * 50000, "invalid"),

@@ -513,3 +513,44 @@ def test_jobs_of_runs_side_by_side_share_the_configured_cores(tmp_path):
         busy += step
         peak = max(peak, busy)
     assert peak == 2
+
+
+def test_a_row_s_sleep_model_is_checked_kept_and_a_new_one_only_scores_again(project, setup):
+    from conftest import SHEET_COLUMNS, write_tiny_model
+    from pipeline.io.registry import Registry
+
+    cfg, make_poller, rows = setup
+    write_tiny_model(project.dir / "models" / "lab-2026.json", name="lab-2026")
+    columns = SHEET_COLUMNS[:3] + ["sleep_model"] + SHEET_COLUMNS[3:]
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1", "sleep_model": "lab-2026"},
+                         {"recording_id": "rec2", "animal": "m1", "raw_path": "rec2", "sleep_model": "lab-2025"}],
+                        columns)
+    report = settle(make_poller)
+    assert report.invalid == ["rec2"] and report.done == ["rec1"]
+    assert rows()["rec2"]["message"] == ("The sleep model 'lab-2025' was not found in models/; available: lab-2026, "
+                                         "label-free. Please write one of these, or leave the cell empty for the "
+                                         "lab's default.")
+    registry = Registry(project.dir / "state")
+    assert registry.read()["rec1"].sleep_model == "lab-2026" and "rec2" not in registry.read()
+    done = rows()["rec1"]
+    assert done["status"] == "done"
+    # The done row's model is changed: said, not done unasked; a model that is not there is said at once.
+    project.edit_row(0, sleep_model="lab-2027")
+    make_poller().poll_once()
+    assert rows()["rec1"]["message"].startswith("The sleep model 'lab-2027' was not found in models/; available: ")
+    assert rows()["rec1"]["message"].endswith("(The results are still those of the earlier model.)")
+    project.edit_row(0, sleep_model="Label free")
+    report = make_poller().poll_once()
+    assert report.registered == [] and rows()["rec1"]["status"] == "done"
+    assert rows()["rec1"]["message"] == ("The sleep model changed since this row was processed; tick rerun to score "
+                                         "it again with the new model (the LFP and spectrograms are kept).")
+    # Its rerun scores again from what is there: nothing is set aside, nothing forced from the raw files.
+    project.edit_row(0, rerun="yes")
+    report = make_poller().poll_once()
+    assert report.registered == ["rec1"]
+    run = RunFiles(project.dir).load(rows()["rec1"]["run_id"])
+    assert run.forcerun == [] and not (project.dir / "state" / "set-aside" / "rec1").exists()
+    assert registry.read()["rec1"].sleep_model == "label-free"
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done" and rows()["rec1"]["message"].startswith("Finished")
+    assert rows()["rec2"]["status"] == "invalid"

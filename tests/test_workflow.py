@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_tiny_model
 from pipeline import layout
 
 pytestmark = pytest.mark.slow
@@ -84,6 +84,13 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     dry = project.snakemake("-n", "--cores", "1")
     assert planned_rules(dry.stdout) == {"classify": 1, "figures": 1, "publish": 1, "all": 1}, dry.stdout
     project.set_config(sleep={"model": None})
+    # So does one recording's own choice (a sheet's `sleep model` cell: a model's name in
+    # sleep.models_dir); back to the default, there is nothing to do.
+    project.ephys("add", "rec1", "m1", str(raw), "--sleep-model", "lab", check=True)
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"classify": 1, "figures": 1, "publish": 1, "all": 1}, dry.stdout
+    project.ephys("add", "rec1", "m1", str(raw), check=True)
+    assert "Nothing to be done" in project.snakemake("-n", "--cores", "1").stdout
     cmap = raw / "channel_map.yaml"
     cmap.write_text(cmap.read_text() + "# checked again by the lab\n")
     dry = project.snakemake("-n", "--cores", "1")
@@ -117,22 +124,6 @@ def test_a_raw_folder_with_a_deeplabcut_csv_gets_head_speed_as_a_feature_and_a_t
     dry = project.snakemake("-n", "--cores", "1")
     assert planned_rules(dry.stdout) == {"head_speed": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}, \
         dry.stdout
-
-
-def write_tiny_model(path: Path, *, name: str) -> dict:
-    """A real model file (an XGBoost booster fitted on random numbers): enough for the
-    workflow to read its version, not to score anything well."""
-    import numpy as np
-
-    from pipeline.sleep.hmm import transition_matrix
-    from pipeline.sleep.xgb import fit_booster, save_model
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    booster = fit_booster(rng.normal(size=(60, 2)), np.repeat([0, 1, 2], 20), [0, 1, 2], rounds=2)
-    return save_model(path, name=name, booster=booster, feature_names=["a", "b"], epoch_s=4.0, classes=[0, 1, 2],
-                      class_prior={"wake": 1 / 3, "nrem": 1 / 3, "rem": 1 / 3}, transitions=transition_matrix(4.0),
-                      trained_on=[], evaluation={})
 
 
 def test_a_config_file_given_to_snakemake_is_read_alone(project, recording_in):

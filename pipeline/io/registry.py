@@ -35,6 +35,9 @@ class Recording:
     run_id: str = ""
     registered_at: str = ""
     source: str = "cli"
+    # '' (the config's sleep.model), `label-free`, or a model's name in sleep.models_dir
+    # (checked by pipeline.sleep.models.check_model_cell before it gets here).
+    sleep_model: str = ""
 
 
 COLUMNS = [f.name for f in fields(Recording)]
@@ -132,13 +135,17 @@ class Registry:
         write_text_atomic(self.path, out.getvalue())
 
     def add(self, rec: Recording, *, replace: bool = False) -> Recording:
-        """Register `rec`. An id registered for other data is refused unless `replace`."""
+        """Register `rec`. An id registered for other data is refused unless `replace`;
+        the same data registered again only takes its new sleep model choice."""
         with self.locked():
             recs = self.read()
             old = recs.get(rec.recording_id)
             if old and not replace and (old.raw_path != rec.raw_path or old.animal != rec.animal):
                 raise RowError(id_taken_message(rec.recording_id, old, "or give --replace to replace it"))
             if old and not replace:
+                if old.sleep_model != rec.sleep_model:
+                    old.sleep_model = rec.sleep_model
+                    self._write(recs)
                 return old
             rec.registered_at = rec.registered_at or datetime.now().astimezone().isoformat(timespec="seconds")
             recs[rec.recording_id] = rec

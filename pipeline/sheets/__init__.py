@@ -14,8 +14,10 @@ from typing import Protocol
 from pipeline.config import backend_module
 from pipeline.errors import BackendUnavailable
 
-# Columns a lab member fills in; the pipeline only ever clears `rerun`.
-USER_COLUMNS = ["recording_id", "animal", "raw_path", "notes", "rerun"]
+# Columns a lab member fills in; the pipeline only ever clears `rerun`. A sheet may lack
+# any but REQUIRED_COLUMNS (read as empty; never added by the pipeline): `sleep_model`
+# chooses a trained sleep model per recording, empty meaning the config's sleep.model.
+USER_COLUMNS = ["recording_id", "animal", "raw_path", "sleep_model", "notes", "rerun"]
 # Columns only the pipeline writes.
 PIPELINE_COLUMNS = ["status", "progress", "message", "results_link", "updated", "run_id"]
 COLUMNS = USER_COLUMNS + PIPELINE_COLUMNS
