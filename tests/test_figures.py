@@ -305,7 +305,7 @@ def test_the_configuration_hash_changes_with_any_value_and_nothing_else():
     base = stage_settings(cfg, model_version=MODEL_VERSION)
     assert config_hash(base) == config_hash(dict(reversed(list(base.items()))))  # key order does not matter
     changed = json.loads(json.dumps(base))
-    changed["classify"]["model"] = "label-free-3"
+    changed["classify"]["model"] = MODEL_VERSION + "-changed"
     assert config_hash(changed) != config_hash(base)
     assert config_hash(changed["spectrogram"]) == config_hash(base["spectrogram"])
     # A channel map written as ranges and written out channel by channel is one map.
@@ -458,3 +458,35 @@ def test_without_an_emg_the_muscle_trace_is_the_lfp_estimate_not_cortical_gamma(
     assert ("No EMG channel: muscle tone is estimated from the LFP (correlation of 300-600 Hz activity between "
             "regions).") in shown
     assert "EMG from the LFP" in shown and "80-150 Hz" not in shown
+
+
+def test_the_figures_follow_the_channel_maps_roles_not_region_names(outputs, tmp_path):
+    """A lab whose EMG region is called `neck` and whose theta source is `ca1`: the
+    muscle trace is that EMG's power (not the LFP's estimate, not a brain region's
+    high band), `neck` is no brain spectrogram, and theta/delta comes from `ca1`."""
+    paths = outputs("plain")
+    info = RecordingInfo.load(paths["recording_json"])
+    renamed = {"emg": "neck", "hippocampus": "ca1"}
+    spectrograms = []
+    for k, p in enumerate(paths["spectrograms"]):
+        with np.load(p) as z:
+            arrays = {name: z[name] for name in z.files}
+        arrays["regions"] = np.array([renamed.get(str(r), str(r)) for r in arrays["regions"]])
+        arrays["roles"] = np.array(json.dumps({"slow_wave": "cortex", "theta": "ca1", "emg": "neck"}))
+        spectrograms.append(tmp_path / f"seg{k}.npz")
+        np.savez(spectrograms[-1], **arrays)
+    data = load_recording(info, spectrograms, paths["hypnogram"], paths["summary"], paths["lfp_qc"])
+    sp = data.spectra
+    assert "neck" not in sp.regions and "ca1" in sp.regions
+    assert sp.has_emg and sp.muscle_source.startswith("EMG ")
+    assert sp.roles["theta"] == "ca1"
+    from pipeline.figures.overview import _theta_delta_region
+
+    assert _theta_delta_region(data) == "ca1"
+    # The same files without roles: `neck` would be taken for a brain region.
+    for p in spectrograms:
+        with np.load(p) as z:
+            arrays = {name: z[name] for name in z.files if name != "roles"}
+        np.savez(p, **arrays)
+    assert "neck" in load_recording(info, spectrograms, paths["hypnogram"], paths["summary"],
+                                    paths["lfp_qc"]).spectra.regions

@@ -211,3 +211,28 @@ def test_the_synthetic_video_moves_the_head_in_active_wake_only_and_matches_the_
     assert moving.any() and asleep.any()
     np.testing.assert_allclose(hs.speed[moving], want[moving], rtol=0.15)
     assert np.all(hs.speed[asleep] < 1.0)  # jitter only
+
+
+def test_training_reads_a_results_folders_head_speed_as_its_classify_step_did(tmp_path):
+    """`ephys train` on workflow results: a recording with video tracking gives the model
+    the head speed features classify scored it with; one without gives none."""
+    from pipeline import layout
+    from pipeline.io.tracking import write_head_speed
+    from pipeline.sleep.features import compute_features
+    from pipeline.sleep.score_file import load_source
+    from pipeline.synth.stage_outputs import StageOutputSpec, write_stage_outputs
+
+    out = tmp_path / "rec1"
+    paths = write_stage_outputs(out, StageOutputSpec(hours=0.5, n_channels=8, segment_s=900, seed=1))
+    for k, spec_npz in enumerate(paths["spectrograms"]):
+        compute_features(spec_npz, layout.output_in(out, "features", k))
+    table, _, _ = load_source(out, epoch_s=4.0)
+    assert not any(n.startswith("head_") for n in table.names)
+
+    onsets = 4.0 * np.arange(450)
+    speed = np.where(onsets < 900, 6.0, 0.3)
+    write_head_speed(layout.output_in(out, "head_speed"), layout.output_in(out, "head_speed_json"), onsets, 4.0,
+                     speed, {"unit": "cm/s"})
+    table, _, _ = load_source(out, epoch_s=4.0)
+    assert {"head_speed", "head_log_speed"} <= set(table.base)
+    assert np.allclose(table.base["head_speed"], speed[: len(table)])

@@ -20,6 +20,7 @@ from pipeline.errors import DataError
 from pipeline.io.recording_info import RecordingInfo
 from pipeline.io.tracking import read_head_speed
 from pipeline.sleep.features import BANDS, EMG_BAND
+from pipeline.channels import ROLES as DEFAULT_ROLES
 from pipeline.spectral import LFP_EMG_BAND
 from pipeline.sleep.hmm import STATES as SCORED_STATES
 from pipeline.sleep.staging import UNCLASSIFIED, read_hypnogram
@@ -94,6 +95,9 @@ class Spectra:
     muscle_source: str = ""  # where the muscle estimate comes from, in words
     has_emg: bool = False
     muscle_unit: str = "dB re 1 V²"
+    # The channel map's roles as the spectrogram stage resolved them: which region is the
+    # EMG, which the theta source (pipeline.channels.resolve_roles).
+    roles: dict = field(default_factory=lambda: dict(DEFAULT_ROLES))
 
     @property
     def epoch_s(self) -> float:
@@ -104,17 +108,19 @@ def _band(freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (freqs >= lo) & (freqs < hi)
 
 
-def _display_regions(regions) -> list[str]:
-    brain = [r for r in regions if r != "emg"]
+def _display_regions(regions, emg: str | None = "emg") -> list[str]:
+    brain = [r for r in regions if r != emg]
     return [r for r in REGION_ORDER if r in brain] + sorted(r for r in brain if r not in REGION_ORDER)
 
 
-def _muscle_band(freqs: np.ndarray, regions: list[str]) -> tuple[str, tuple[float, float], str] | None:
-    """Which region and band estimate muscle tone: the EMG, else a brain region's high band."""
-    if "emg" in regions and _band(freqs, *EMG_BAND).any():
-        return "emg", EMG_BAND, f"EMG {EMG_BAND[0]:g}-{EMG_BAND[1]:g} Hz"
+def _muscle_band(freqs: np.ndarray, regions: list[str],
+                 emg: str | None = "emg") -> tuple[str, tuple[float, float], str] | None:
+    """Which region and band estimate muscle tone: the EMG (the region with the emg role),
+    else a brain region's high band."""
+    if emg in regions and _band(freqs, *EMG_BAND).any():
+        return emg, EMG_BAND, f"EMG {EMG_BAND[0]:g}-{EMG_BAND[1]:g} Hz"
     hi = BANDS["high"]
-    for r in _display_regions(regions):
+    for r in _display_regions(regions, emg):
         if _band(freqs, *hi).any():
             return r, hi, f"{r} {hi[0]:g}-{hi[1]:g} Hz"
     return None
@@ -142,8 +148,11 @@ def load_spectra(paths: list[str | Path], *, display_fmax: float = DISPLAY_FMAX_
     parts: list[dict] = []
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
+    roles = None
     for p in ordered:
         with np.load(p) as z:
+            if roles is None and "roles" in z:
+                roles = json.loads(str(z["roles"]))
             f, seg_regions = z["freqs"], [str(r) for r in z["regions"]]
             power, onsets, valid = z["power"], z["onsets_s"], z["valid"].astype(bool)
             lfp_emg = z["lfp_emg"].astype(np.float64) if "lfp_emg" in z else None
@@ -156,7 +165,7 @@ def load_spectra(paths: list[str | Path], *, display_fmax: float = DISPLAY_FMAX_
         parts.append(_reduce_segment(freqs, power, seg_regions, onsets, valid, display_fmax, sums, counts))
         parts[-1]["lfp_emg"] = lfp_emg
         del power
-    return _join(freqs, regions, parts, sums, counts, display_fmax)
+    return _join(freqs, regions, parts, sums, counts, display_fmax, roles or dict(DEFAULT_ROLES))
 
 
 def _reduce_segment(freqs, power, regions, onsets, valid, display_fmax, sums, counts) -> dict:
@@ -179,7 +188,7 @@ def _reduce_segment(freqs, power, regions, onsets, valid, display_fmax, sums, co
     return part
 
 
-def _join(freqs, regions, parts, sums, counts, display_fmax) -> Spectra:
+def _join(freqs, regions, parts, sums, counts, display_fmax, roles: dict) -> Spectra:
     disp = freqs <= display_fmax
     n = [len(p["onsets"]) for p in parts]
 
@@ -190,13 +199,14 @@ def _join(freqs, regions, parts, sums, counts, display_fmax) -> Spectra:
             out.append(v if v is not None else np.full((k, width) if width else k, np.nan, np.float32))
         return np.concatenate(out)
 
-    shown = _display_regions(regions)
+    emg = roles.get("emg")
+    shown = _display_regions(regions, emg)
     valid = np.concatenate([p["valid"] for p in parts])
     display = {r: cat(lambda p: p["display"].get(r), int(disp.sum())) for r in shown}
-    muscle = _muscle_band(freqs, regions)
+    muscle = _muscle_band(freqs, regions, emg)
     muscle_db = None
     unit = "dB re 1 V²"
-    if (muscle is None or muscle[0] != "emg") and any(p.get("lfp_emg") is not None for p in parts):
+    if (muscle is None or muscle[0] != emg) and any(p.get("lfp_emg") is not None for p in parts):
         # No EMG channel: the scorer's own estimate of muscle tone from the LFP, not a
         # brain region's high-frequency power (which is mostly the brain's).
         muscle = ("lfp_emg", LFP_EMG_BAND, "EMG from the LFP")
@@ -204,7 +214,7 @@ def _join(freqs, regions, parts, sums, counts, display_fmax) -> Spectra:
         unit = f"{LFP_EMG_BAND[0]:g}-{LFP_EMG_BAND[1]:g} Hz correlation"
     elif muscle is not None:
         r, _, _ = muscle
-        key = (r, "emg" if r == "emg" else "high")
+        key = (r, "emg" if r == emg else "high")
         muscle_db = 10 * np.log10(cat(lambda p: p["band_power"].get(key)) + TINY)
     return Spectra(
         regions=shown,
@@ -218,8 +228,9 @@ def _join(freqs, regions, parts, sums, counts, display_fmax) -> Spectra:
         theta_delta={r: cat(lambda p: p["theta_delta"].get(r)) for r in shown},
         muscle=muscle_db,
         muscle_source=muscle[2] if muscle else "",
-        has_emg="emg" in regions,
+        has_emg=emg in regions,
         muscle_unit=unit,
+        roles=roles,
     )
 
 
@@ -265,14 +276,15 @@ class RecordingData:
 def recording_notes(info: RecordingInfo, spectra: Spectra, hyp: Hypnogram) -> list[str]:
     """Sentences on what the figures cannot show and why (missing regions, no REM, gaps)."""
     notes = []
-    mapped = [r for r in (info.channel_map or {}).get("regions", {}) if r != "emg"]
+    mapped = [r for r in (info.channel_map or {}).get("regions", {}) if r != spectra.roles.get("emg")]
     for region in [r for r in mapped if r not in spectra.regions]:
         chans = [c for c in info.converted_channels if c.region == region]
         why = (f"all {len(chans)} of its channels were flagged ({', '.join(sorted({c.qc.flag for c in chans if c.qc}))})"
                if chans and all(c.bad for c in chans) else "none of its channels was recorded")
         notes.append(f"No {region} spectrogram: {why}.")
-    if "hippocampus" not in spectra.regions and spectra.regions:
-        notes.append(f"No hippocampus: theta/delta is drawn from {spectra.regions[0]}.")
+    theta = spectra.roles.get("theta")
+    if theta not in spectra.regions and spectra.regions:
+        notes.append(f"No {theta or 'theta region'}: theta/delta is drawn from {spectra.regions[0]}.")
     if not spectra.has_emg:
         notes.append(("No EMG channel: muscle tone is estimated from the LFP (correlation of "
                       f"{spectra.muscle_unit.removesuffix(' correlation')} activity between regions)."

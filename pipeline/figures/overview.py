@@ -76,8 +76,8 @@ def trace_panel(ax, data: RecordingData, values: np.ndarray, clock: Clock, sel: 
 
 
 def _theta_delta_region(data: RecordingData) -> str | None:
-    regions = data.spectra.regions
-    return "hippocampus" if "hippocampus" in regions else (regions[0] if regions else None)
+    regions, theta = data.spectra.regions, data.spectra.roles.get("theta")
+    return theta if theta in regions else (regions[0] if regions else None)
 
 
 def plot_overview(data: RecordingData, prov: Provenance, clock: Clock, schedule: LightSchedule | None, *,

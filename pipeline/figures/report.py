@@ -40,7 +40,7 @@ def _recording_facts(data: RecordingData, schedule: LightSchedule | None) -> lis
     info = data.info
     flagged = [f"{c.name} ({flag_label(c)})" for c in info.converted_channels if c.bad]
     gaps = sum(g.duration_s for g in info.gaps)
-    regions = ", ".join(data.spectra.regions + (["emg"] if data.spectra.has_emg else []))
+    regions = ", ".join(data.spectra.regions + ([data.spectra.roles["emg"]] if data.spectra.has_emg else []))
     return [
         ("Recording", info.recording_id or "?"),
         ("Animal", info.animal or "?"),

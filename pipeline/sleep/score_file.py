@@ -20,6 +20,7 @@ from pipeline.dsp.spectrogram import epoch_spectrogram
 from pipeline.sleep.features import (EMG_ROLE, LFP_EMG, epoch_features, read_feature_tables, regions_of,
                                      write_feature_table)
 from pipeline.sleep.table import FeatureTable, build_table
+from pipeline.sleep.staging import load_table
 from pipeline.spectral import lfp_emg
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,17 @@ def file_features(path: str | Path, *, eeg: list[str], emg: str | None, epoch_s:
     return onsets, valid, base, notes, roles, raw.info.get("meas_date"), raw.n_times / rate
 
 
+def results_extra_features(results_dir: Path) -> dict:
+    """Features of a workflow results folder from outside the LFP, as its classify step
+    used them: head speed, where the recording had video tracking (tracking/head_speed.tsv)."""
+    from pipeline import layout
+    from pipeline.io.tracking import read_head_speed
+    from pipeline.tracking import head_speed_features
+
+    path = results_dir / Path(layout.OUTPUTS["head_speed"]).relative_to(Path(layout.OUTPUTS["recording_json"]).parent)
+    return head_speed_features(read_head_speed(path)) if path.is_file() else {}
+
+
 def load_source(source: str | Path, *, epoch_s: float, eeg: list[str] | None = None, emg: str | None = None,
                 time_bandwidth: float = 2.0, fmax: float = 200.0) -> tuple[FeatureTable, dict, dict]:
     """A recording as a model sees it: (feature table, roles, facts such as the animal).
@@ -118,9 +130,9 @@ def load_source(source: str | Path, *, epoch_s: float, eeg: list[str] | None = N
         if not tables:
             raise DataError(f"{source} holds no feature tables (features/seg*.tsv): run the workflow on it first")
         info = RecordingInfo.load(source / "recording.json")
-        onsets, valid, base = read_feature_tables(tables)
-        roles = resolve_roles((info.channel_map or {}).get("roles") or ROLES, regions_of(base))
-        return build_table(onsets, valid, base, epoch_s), roles, {"animal": info.animal, "recording": info.recording_id}
+        table = load_table(tables, epoch_s, results_extra_features(source))
+        roles = resolve_roles((info.channel_map or {}).get("roles") or ROLES, regions_of(table.base))
+        return table, roles, {"animal": info.animal, "recording": info.recording_id}
     if source.name.endswith(".tsv"):
         onsets, valid, base = read_feature_tables([source])
         roles_file = source.with_name("roles.json")
