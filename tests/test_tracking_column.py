@@ -168,3 +168,44 @@ def test_each_recording_s_head_speed_job_reads_its_own_tracking_file(project):
     dry = project.snakemake("-n", "--cores", "1")
     assert dry.returncode != 0
     assert f"ERROR: the tracking file {csv} named for rec1 is no longer there; " in dry.stderr
+
+
+def test_a_new_tracking_file_computes_head_speed_and_scores_again_and_nothing_before(project):
+    """Snakemake's own bookkeeping, without running a stage: a recording's outputs are
+    stand-ins marked complete (`--touch`, which records what each job was given), then
+    its tracking file is changed as a rerun of its row would register it."""
+    from test_workflow import planned_rules
+    from pipeline.io.recording_info import RecordingInfo, Segment
+
+    (project.raw / "rec1").mkdir()
+    (project.raw / "videos").mkdir()
+    for name in ("m1DLC.csv", "m1DLC_filtered.csv"):
+        write_dlc(project.raw / "videos" / name, {"nose": track(np.arange(5), np.arange(5))})
+    project.ephys("add", "rec1", "m1", "raw/rec1", "--tracking", "raw/videos/m1DLC.csv", check=True)
+    RecordingInfo(
+        recording_id="rec1", animal=None, format="fake", raw_path="", pipeline_version="", inspected_at="",
+        start_time="2026-01-05T07:00:00+00:00", first_timestamp_us=0, sampling_rate=2000.0, n_samples=4000,
+        duration_s=2.0, lfp_rate=1000.0, n_lfp_samples=2000, decimator={}, segment_samples=1000,
+        segments=[Segment(k, float(k), 1.0) for k in range(2)], channel_map_source="", channel_map={},
+        channels=[], unmapped_channels=[], gaps=[], channels_ending_early={}, files=[],
+    ).save(project.dir / "results" / "rec1" / "recording.json")
+    dry = project.snakemake("-n", "--cores", "1")
+    outputs = re.findall(r"^\s+output: (.*)$", dry.stdout, re.M)
+    assert "results/rec1/tracking/head_speed.tsv" in ", ".join(outputs), dry.stdout
+    # Marked complete before they exist, Snakemake records each job's inputs and params
+    # (it does not for outputs that are there already and look up to date).
+    assert project.snakemake("--touch", "--cores", "1").returncode == 0
+    for path in (p for line in outputs for p in line.split(", ")):
+        (project.dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (project.dir / path).touch()
+    assert project.snakemake("--touch", "--cores", "1").returncode == 0
+    assert "Nothing to be done" in project.snakemake("-n", "--cores", "1").stdout
+
+    project.ephys("add", "rec1", "m1", "raw/rec1", "--tracking", "raw/videos/m1DLC_filtered.csv", check=True)
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"head_speed": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}, \
+        dry.stdout
+    # No tracking any more (the raw folder has none): scored again without head speed.
+    project.ephys("add", "rec1", "m1", "raw/rec1", check=True)
+    dry = project.snakemake("-n", "--cores", "1")
+    assert planned_rules(dry.stdout) == {"classify": 1, "figures": 1, "publish": 1, "all": 1}, dry.stdout
