@@ -372,14 +372,16 @@ def cmd_publish(args) -> int:
 # -- registry, poller, status ----------------------------------------------------------
 def cmd_add(args) -> int:
     from pipeline.config import check_data_roots
-    from pipeline.io.registry import Recording, Registry, check_name, resolve_raw_path
+    from pipeline.io.registry import Recording, Registry, check_name, resolve_raw_path, resolve_tracking_file
     from pipeline.sleep.models import check_model_cell
 
     cfg = _config(args)
     check_data_roots(cfg)
-    rec = Recording(check_name(args.recording_id, "recording id"), check_name(args.animal, "animal"),
-                    str(resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())), notes=args.notes or "",
-                    source="cli", sleep_model=check_model_cell(args.sleep_model, cfg))
+    rec_id, animal = check_name(args.recording_id, "recording id"), check_name(args.animal, "animal")
+    raw = resolve_raw_path(args.raw_path, cfg["data_roots"], cwd=Path.cwd())
+    rec = Recording(rec_id, animal, str(raw),
+                    notes=args.notes or "", source="cli", sleep_model=check_model_cell(args.sleep_model, cfg),
+                    tracking=resolve_tracking_file(args.tracking, raw, cfg["data_roots"], cwd=Path.cwd()))
     Registry(Path(cfg["base_dir"]) / layout.STATE_DIR).add(rec, replace=args.replace)
     print(f"registered {rec.recording_id}; run `snakemake --cores N` (every registered recording) "
           f"or `snakemake --cores N {layout.OUTPUTS['published'].format(rec=rec.recording_id)}` to process it")
@@ -619,10 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_tsv")
     s.set_defaults(func=cmd_features)
 
-    s = sub.add_parser("head-speed", help="head speed per sleep epoch from the DeepLabCut CSV in a raw folder")
+    s = sub.add_parser("head-speed", help="head speed per sleep epoch from a DeepLabCut CSV")
     s.add_argument("recording_json")
-    s.add_argument("raw_dir", help="the recording's raw folder, holding a *DLC*.csv or tracking.csv "
-                                   "(and optionally tracking.yaml)")
+    s.add_argument("raw_dir", metavar="RAW_DIR_OR_CSV",
+                   help="the recording's raw folder, holding a *DLC*.csv or tracking.csv, or the DeepLabCut CSV "
+                        "itself (either with an optional tracking.yaml beside the CSV)")
     s.add_argument("out_tsv", help="head_speed.tsv to write: onset, duration, speed")
     s.add_argument("--json", help="the unit, body parts and notes (default: OUT_TSV with .json)")
     s.add_argument("--epoch-s", type=float, help="epoch length in s (default: sleep.epoch_s)")
@@ -713,6 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sleep-model", default="",
                    help="a model's name in sleep.models_dir, or label-free, as a sheet's `sleep model` cell "
                         "(default: sleep.model)")
+    s.add_argument("--tracking", metavar="CSV", default="",
+                   help="the DeepLabCut CSV of the recording's video, as a sheet's `tracking` cell (relative to "
+                        "here, else to RAW_PATH; inside data_roots; default: a *DLC*.csv or tracking.csv in RAW_PATH)")
     s.add_argument("--replace", action="store_true", help="replace a registration with the same id")
     s.set_defaults(func=cmd_add)
 

@@ -27,7 +27,8 @@ from pipeline import layout
 from pipeline.config import check_data_roots
 from pipeline.errors import BackendUnavailable, ConfigError, PipelineError, RowError, os_error_words
 from pipeline.executor import Executor, Run, RunFiles, make_executor, now_iso
-from pipeline.io.registry import Recording, Registry, check_name, id_taken_message, new_run_id, resolve_raw_path
+from pipeline.io.registry import (Recording, Registry, check_name, id_taken_message, new_run_id, resolve_raw_path,
+                                  resolve_tracking_file, tracking_cell_path)
 from pipeline.layout import RecordingPaths
 from pipeline.progress import recording_state
 from pipeline.sheets import Row, Sheet, Update, make_sheet, row_key
@@ -112,8 +113,9 @@ class Poller:
                 raise RowError(f"The recording id '{rec_id}' is used by more than one row. "
                                "Please give each recording its own id.")
         model = check_model_cell(row.get("sleep_model", ""), self.config)
+        tracking = resolve_tracking_file(row.get("tracking", ""), raw, self.config["data_roots"])
         return Recording(rec_id, animal, str(raw), notes=(row.get("notes") or "").strip(), source="sheet",
-                         sleep_model=model)
+                         sleep_model=model, tracking=tracking)
 
     # -- one poll -----------------------------------------------------------------
     def poll_once(self) -> PollReport:
@@ -202,11 +204,12 @@ class Poller:
                     return self._changed(row, {"status": "queued", "progress": "",
                                                "message": "Stopping the run that was going on; this one starts next."})
                 changed = old is not None and (old.raw_path != rec.raw_path or old.animal != rec.animal)
-                # A new sleep model alone scores again from the kept LFP and spectrograms:
-                # the model is an input of classify, so Snakemake redoes only what it affects.
-                new_model = old is not None and not changed and not same_model(rec.sleep_model, old.sleep_model,
-                                                                               self.config)
-                run = self._claim(rec, rerun=rerun, force=(rerun and status != "failed" and not new_model) or changed)
+                # A new sleep model or tracking file alone scores again from the kept LFP and
+                # spectrograms: the model is an input of classify, the tracking file of head
+                # speed (an input of classify), so Snakemake redoes only what they affect.
+                new_choice = old is not None and not changed and (
+                    not same_model(rec.sleep_model, old.sleep_model, self.config) or rec.tracking != old.tracking)
+                run = self._claim(rec, rerun=rerun, force=(rerun and status != "failed" and not new_choice) or changed)
                 report.registered.append(rec.recording_id)
             registered[rec.recording_id] = rec
             told.append(run)
@@ -280,12 +283,21 @@ class Poller:
         """A processed row whose animal or raw_path was changed since: say so; a row that
         is not the one processed (its id re-used) is told to take another id."""
         if self._raw_path_or_none(row) == rec.raw_path and (row.get("animal") or "").strip() == rec.animal:
-            if same_model(row.get("sleep_model", ""), rec.sleep_model, self.config):
+            same_tracking = self._same_tracking(row, rec)
+            same_choice = same_model(row.get("sleep_model", ""), rec.sleep_model, self.config)
+            if same_choice and same_tracking:
                 return None
-            try:  # a model that cannot be chosen is said now, not after the rerun is ticked
-                check_model_cell(row.get("sleep_model", ""), self.config)
+            # A model or tracking file that cannot be chosen is said now, not after the rerun is ticked.
+            try:
+                if not same_choice:
+                    check_model_cell(row.get("sleep_model", ""), self.config)
             except RowError as e:
                 return self._changed(row, {"message": f"{e} (The results are still those of the earlier model.)"})
+            try:
+                if not same_tracking:
+                    resolve_tracking_file(row.get("tracking", ""), rec.raw_path, self.config["data_roots"])
+            except RowError as e:
+                return self._changed(row, {"message": f"{e} (The results are still those of the earlier tracking file.)"})
             return self._changed(row, {"message": self._changed_words(row, rec)})
         if not self._is_row_of(row, rec, status):
             return self._changed(row, {"status": "invalid", "progress": "", "results_link": "",
@@ -295,11 +307,21 @@ class Poller:
     def _changed_words(self, row: Row, rec: Recording) -> str:
         what = [name for name, same in (("animal", (row.get("animal") or "").strip() == rec.animal),
                                         ("raw_path", self._raw_path_or_none(row) == rec.raw_path)) if not same]
-        if not what and not same_model(row.get("sleep_model", ""), rec.sleep_model, self.config):
+        new_model = not same_model(row.get("sleep_model", ""), rec.sleep_model, self.config)
+        if not what and not self._same_tracking(row, rec):
+            return (f"The {'sleep model and ' if new_model else ''}tracking file changed since this row was processed; "
+                    "tick rerun to compute head speed and score it again (the LFP and spectrograms are kept).")
+        if not what and new_model:
             return ("The sleep model changed since this row was processed; tick rerun to score it again with the new "
                     "model (the LFP and spectrograms are kept).")
         return (f"The {' and '.join(what) or 'row'} changed since it was processed; tick rerun to process the new "
                 "data.")
+
+    @staticmethod
+    def _same_tracking(row: Row, rec: Recording) -> bool:
+        """Whether the row's tracking cell still names the file the recording was
+        registered with (links resolved; whether it is still there is not asked)."""
+        return tracking_cell_path(row.get("tracking", ""), rec.raw_path) == rec.tracking
 
     @staticmethod
     def _changed(row: Row, values: dict) -> dict | None:
@@ -310,7 +332,7 @@ class Poller:
     def _unacknowledged_run(self, old: Recording | None, rec: Recording) -> Run | None:
         """A run started for this very row by a poll whose sheet write never happened."""
         if old is None or old.raw_path != rec.raw_path or old.animal != rec.animal or \
-                old.sleep_model != rec.sleep_model:
+                old.sleep_model != rec.sleep_model or old.tracking != rec.tracking:
             return None
         run = self.runs.load(old.run_id)
         if run is None or run.acknowledged:

@@ -2,7 +2,8 @@
 (results/REC/tracking/head_speed.tsv and .json), which classify takes as a feature and
 the overview draws as a trace.
 
-It runs only for recordings whose raw folder holds a tracking file (a `*DLC*.csv` or
+It runs only for recordings with a tracking file: the DeepLabCut CSV their sheet row
+names (its `tracking` cell), else one in their raw folder (a `*DLC*.csv` or
 `tracking.csv`, pipeline.io.tracking). The video's frame 0 is taken to be at the
 recording's start plus `offset_s`; frames are `1 / fps` apart.
 """
@@ -28,24 +29,29 @@ DEFAULT_SETTINGS = {"fps": 30.0, "offset_s": 0.0, "px_per_cm": None, "min_likeli
                     "head_parts": list(HEAD_PARTS)}
 
 
-def compute_head_speed(info: RecordingInfo, raw_folder: str | Path, out_tsv: str | Path, out_json: str | Path, *,
+def compute_head_speed(info: RecordingInfo, source: str | Path, out_tsv: str | Path, out_json: str | Path, *,
                        epoch_s: float, settings: dict | None = None,
                        data_roots: list[str] | None = None) -> HeadSpeed:
-    """Head speed of every epoch of the recording from the tracking file in `raw_folder`;
-    writes out_tsv and out_json.
+    """Head speed of every epoch of the recording from `source`: a DeepLabCut CSV (a
+    recording's own, named in its sheet row), or the raw folder holding its tracking
+    file; writes out_tsv and out_json.
 
     `settings`: the configuration's tracking section (DEFAULT_SETTINGS for what it lacks);
-    the raw folder's tracking.yaml wins over it for fps, offset_s and px_per_cm.
+    the tracking.yaml beside the CSV wins over it for fps, offset_s and px_per_cm.
     """
-    path = find_tracking_file(raw_folder)
-    if path is None:
-        raise DataError(f"{raw_folder} holds no tracking file (a *DLC*.csv or tracking.csv); nothing to compute "
-                        "head speed from.")
+    source = Path(source)
+    if source.is_dir():
+        path = find_tracking_file(source)
+        if path is None:
+            raise DataError(f"{source} holds no tracking file (a *DLC*.csv or tracking.csv); nothing to compute "
+                            "head speed from.")
+    else:
+        path = source  # read_dlc_csv says so if it is not there
     if data_roots is not None:
         for p in (path, path.parent / TRACKING_SETTINGS):
             if p.exists() and not lies_inside(p, data_roots):
-                raise DataError(f"{p.name} in {raw_folder} is a link to a place outside the folders the pipeline "
-                                "may read; put the file itself into the raw folder instead of a link to it.")
+                raise DataError(f"{p.name} in {path.parent} is, or is a link to, a place outside the folders the "
+                                "pipeline may read; put the file itself into a folder below data_roots instead.")
     own = read_tracking_settings(path.parent / TRACKING_SETTINGS)
     s = {**DEFAULT_SETTINGS, **(settings or {}), **{k: v for k, v in own.items() if v is not None}}
     fps, offset_s, px_per_cm = s["fps"], float(s["offset_s"] or 0.0), s["px_per_cm"]

@@ -126,17 +126,34 @@ def channel_map_param(wildcards):
 
 
 def tracking_inputs(wildcards):
-    """The raw folder's video tracking (its *DLC*.csv or tracking.csv, and tracking.yaml):
-    the head-speed job's inputs, so that a new or re-tracked video computes it again.
-    Read from the folder itself, not recording.json, so adding a video re-inspects and
-    re-converts nothing."""
+    """The recording's video tracking: the DeepLabCut CSV its sheet row (or `ephys add
+    --tracking`) names, else the raw folder's *DLC*.csv or tracking.csv; and the
+    tracking.yaml beside it. The head-speed job's inputs, so that a new, another or a
+    re-tracked video computes it again. Read from the registry and the folder, not
+    recording.json, so adding a video re-inspects and re-converts nothing."""
     from pipeline.io.tracking import TRACKING_SETTINGS, tracking_candidates
 
-    folder = Path(registered(wildcards.rec).raw_path)
-    found = [str(p) for p in tracking_candidates(folder)]
+    rec = registered(wildcards.rec)
+    if rec.tracking:
+        own = Path(rec.tracking)
+        if not own.is_file():
+            # Moved or removed since the row named it: one line in the run's log, which the row shows.
+            sys.exit(f"ERROR: the tracking file {own} named for {wildcards.rec} is no longer there; put it back, "
+                     "or give its new place in the row's tracking cell and tick rerun.\n")
+        found, folder = [str(own)], own.parent
+    else:
+        folder = Path(rec.raw_path)
+        found = [str(p) for p in tracking_candidates(folder)]
     if found and (folder / TRACKING_SETTINGS).is_file():
         found.append(str(folder / TRACKING_SETTINGS))
     return found
+
+
+def head_speed_source(wildcards):
+    """What `ephys head-speed` reads the tracking from: the recording's own CSV, else its
+    raw folder (a path given as a quoted param, never spliced into the command)."""
+    rec = registered(wildcards.rec)
+    return rec.tracking or rec.raw_path
 
 
 def head_speed_outputs(wildcards):

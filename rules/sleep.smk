@@ -15,7 +15,8 @@ rule features:
 
 
 rule head_speed:
-    # Only for recordings whose raw folder holds video tracking (common.smk: head_speed_outputs).
+    # Only for recordings with video tracking: a CSV their row names, or one in the raw
+    # folder (common.smk: tracking_inputs, head_speed_outputs).
     input:
         info=OUT["recording_json"],
         tracking=tracking_inputs,
@@ -23,7 +24,9 @@ rule head_speed:
         tsv=OUT["head_speed"],
         json=OUT["head_speed_json"],
     params:
-        raw=lambda w: registered(w.rec).raw_path,
+        # The param keeps its name, and the command its words, so that recordings
+        # tracked from their raw folder are not computed again.
+        raw=head_speed_source,
         epoch_s=SETTINGS["tracking"]["epoch_s"],
         tracking=json_param({k: v for k, v in SETTINGS["tracking"].items() if k != "epoch_s"}),
     log:

@@ -554,3 +554,54 @@ def test_a_row_s_sleep_model_is_checked_kept_and_a_new_one_only_scores_again(pro
     settle(make_poller)
     assert rows()["rec1"]["status"] == "done" and rows()["rec1"]["message"].startswith("Finished")
     assert rows()["rec2"]["status"] == "invalid"
+
+
+def test_a_row_s_tracking_file_is_checked_kept_and_a_new_one_only_scores_again(project, setup):
+    import numpy as np
+
+    from conftest import SHEET_COLUMNS
+    from pipeline.io.registry import Registry
+    from test_tracking import track, write_dlc
+
+    cfg, make_poller, rows = setup
+    videos = project.raw / "videos"
+    videos.mkdir()
+    frames = {"nose": track(np.arange(5), np.arange(5))}
+    first, second = (write_dlc(videos / name, frames) for name in ("m1DLC.csv", "m1DLC_filtered.csv"))
+    write_dlc(project.dir / "m2DLC.csv", frames)  # beside the data root, not in it
+    columns = SHEET_COLUMNS[:3] + ["tracking"] + SHEET_COLUMNS[3:]
+    project.write_sheet([{"recording_id": "rec1", "animal": "m1", "raw_path": "rec1", "tracking": "../videos/m1DLC.csv"},
+                         {"recording_id": "rec2", "animal": "m2", "raw_path": "rec2", "tracking": "../../m2DLC.csv"}],
+                        columns)
+    report = settle(make_poller)
+    assert report.invalid == ["rec2"] and report.done == ["rec1"]
+    assert rows()["rec2"]["message"] == (f"The tracking file '../../m2DLC.csv' is outside the folders the pipeline may "
+                                         f"read ({project.raw}). Please copy it into one of them and give that path.")
+    registry = Registry(project.dir / "state")
+    assert registry.read()["rec1"].tracking == str(first) and "rec2" not in registry.read()
+    assert rows()["rec1"]["status"] == "done"
+    # The same file written another way is no change.
+    project.edit_row(0, tracking=str(first))
+    assert make_poller().poll_once().rows_written == 0
+    # The done row's file is changed: said, not done unasked; a file that is not there is said at once.
+    project.edit_row(0, tracking="../videos/m1DLC_filtred.csv")
+    make_poller().poll_once()
+    assert rows()["rec1"]["message"] == (
+        f"The tracking file '../videos/m1DLC_filtred.csv' was not found (looked for it in the raw folder "
+        f"{project.raw}/rec1). Please check the spelling and that the file has been copied. (The results are still "
+        "those of the earlier tracking file.)")
+    project.edit_row(0, tracking="../videos/m1DLC_filtered.csv")
+    report = make_poller().poll_once()
+    assert report.registered == [] and rows()["rec1"]["status"] == "done"
+    assert rows()["rec1"]["message"] == ("The tracking file changed since this row was processed; tick rerun to "
+                                         "compute head speed and score it again (the LFP and spectrograms are kept).")
+    # Its rerun computes from what is there: nothing is set aside, nothing forced from the raw files.
+    project.edit_row(0, rerun="yes")
+    report = make_poller().poll_once()
+    assert report.registered == ["rec1"]
+    run = RunFiles(project.dir).load(rows()["rec1"]["run_id"])
+    assert run.forcerun == [] and not (project.dir / "state" / "set-aside" / "rec1").exists()
+    assert registry.read()["rec1"].tracking == str(second)
+    settle(make_poller)
+    assert rows()["rec1"]["status"] == "done" and rows()["rec1"]["message"].startswith("Finished")
+    assert rows()["rec2"]["status"] == "invalid"

@@ -16,8 +16,10 @@ from pipeline.errors import BackendUnavailable
 
 # Columns a lab member fills in; the pipeline only ever clears `rerun`. A sheet may lack
 # any but REQUIRED_COLUMNS (read as empty; never added by the pipeline): `sleep_model`
-# chooses a trained sleep model per recording, empty meaning the config's sleep.model.
-USER_COLUMNS = ["recording_id", "animal", "raw_path", "sleep_model", "notes", "rerun"]
+# chooses a trained sleep model per recording, empty meaning the config's sleep.model;
+# `tracking` names the DeepLabCut CSV of the recording's video, empty meaning the one in
+# its raw folder, if any.
+USER_COLUMNS = ["recording_id", "animal", "raw_path", "sleep_model", "tracking", "notes", "rerun"]
 # Columns only the pipeline writes.
 PIPELINE_COLUMNS = ["status", "progress", "message", "results_link", "updated", "run_id"]
 COLUMNS = USER_COLUMNS + PIPELINE_COLUMNS
