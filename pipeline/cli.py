@@ -2,7 +2,8 @@
 
 The Snakemake rules call these same sub-commands, so a stage run by hand and a stage
 run by the workflow are one implementation. Expected failures print one line starting
-with `ERROR: ` (the poller copies it into the sheet) and exit with status 2.
+with `ERROR: ` (the poller copies it into the sheet) and exit with status 2; anything
+else is a bug, and its line says "internal error ... tell a maintainer" (status 3).
 """
 
 from __future__ import annotations

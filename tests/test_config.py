@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -123,3 +125,40 @@ def test_a_sleep_model_file_that_is_missing_or_not_a_model_is_named(tmp_path):
     (tmp_path / "models" / "sleep.json").write_text('{"weights": [1, 2]}')
     with pytest.raises(ConfigError, match="sleep.json is not a sleep model file of this pipeline"):
         model_version(cfg["sleep"]["model"])
+
+
+# Prepended to a command run with `python -c`: an audit hook counts every opening of the
+# file named by the first argument, by whatever code, and the count is printed last.
+COUNTING_OPENS = """
+import atexit, os, sys
+counted, opened = os.path.realpath(sys.argv.pop(1)), []
+def count(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and os.path.realpath(args[0]) == counted:
+        opened.append(args[0])
+sys.addaudithook(count)
+atexit.register(lambda: print(f"opened {len(opened)} time(s)", file=sys.stderr))
+"""
+
+
+def test_the_configuration_is_read_once_by_a_stage_command_and_by_the_workflow(project):
+    raw = project.raw / "rec1"
+    raw.mkdir()
+    (raw / "rec.dat").write_bytes(bytes(2 * 2 * 8000))
+    (raw / "recording.yaml").write_text("sampling_rate: 2000\nn_channels: 2\nuv_per_bit: 0.195\n")
+    # Every setting inspect uses comes from the configuration here (no options): the
+    # LFP rate, the segment length, the default channel map and the data roots.
+    stage = subprocess.run([sys.executable, "-c", COUNTING_OPENS + "from pipeline.cli import main; sys.exit(main())",
+                            str(project.config_path), "--config", str(project.config_path), "inspect", str(raw),
+                            "recording.json"], cwd=project.dir, capture_output=True, text=True, timeout=120)
+    assert stage.returncode == 0, stage.stderr[-3000:]
+    assert stage.stderr.splitlines()[-1] == "opened 1 time(s)", stage.stderr[-3000:]
+    # The workflow's own reading, in a dry run that plans the recording's jobs. (Given with
+    # --configfile, the file is opened once more by Snakemake itself, which parses it
+    # into its `config`; the workflow leaves that unused: rules/common.smk.)
+    project.ephys("add", "rec1", "m1", str(raw), check=True)
+    dry = subprocess.run([sys.executable, "-c", COUNTING_OPENS + "from snakemake.cli import main; "
+                          "sys.argv[0] = 'snakemake'; main()", str(project.config_path),
+                          "--snakefile", str(REPO / "Snakefile"), "-n", "--cores", "1"],
+                         cwd=project.dir, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0 and "rule classify" in dry.stdout, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert dry.stderr.splitlines()[-1] == "opened 1 time(s)", dry.stderr[-3000:]

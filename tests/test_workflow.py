@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write_tiny_model
+from test_other_formats import raw_for
 from pipeline import layout
 
 pytestmark = pytest.mark.slow
@@ -95,6 +96,20 @@ def test_dry_run_lists_every_stage_and_a_registered_recording_runs_by_hand(proje
     cmap.write_text(cmap.read_text() + "# checked again by the lab\n")
     dry = project.snakemake("-n", "--cores", "1")
     assert planned_rules(dry.stdout) == {"inspect": 1, "classify": 1, "figures": 1, "publish": 1, "all": 1}
+
+
+def test_editing_the_sidecar_of_a_dat_folder_inspects_again(project, tmp_path):
+    """The .dat sidecar says what the samples are (rate, scale, names): it is an input
+    of inspect like the data, so a corrected sidecar is read again. A dry run only."""
+    raw = raw_for("dat", project, tmp_path)
+    project.ephys("add", "rec1", "m1", str(raw), check=True)
+    target = layout.OUTPUTS["recording_json"].format(rec="rec1")
+    project.ephys("inspect", str(raw), target, check=True)  # what the rule runs, without Snakemake's start-up
+    sidecar = raw / "recording.yaml"
+    sidecar.write_text(sidecar.read_text() + "# uv_per_bit checked against the amplifier's manual\n")
+    dry = project.snakemake("-n", "--cores", "1", target)
+    assert planned_rules(dry.stdout) == {"inspect": 1}, dry.stdout
+    assert re.search(r"reason: Updated input files: .*recording\.yaml", dry.stdout), dry.stdout
 
 
 def test_a_raw_folder_with_a_deeplabcut_csv_gets_head_speed_as_a_feature_and_a_trace(project, recording_in):
