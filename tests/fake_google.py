@@ -237,6 +237,15 @@ class FakeGoogle:
             self.files[sid]["id"] = sid
         return sid
 
+    def add_tab(self, sid: str, title: str, rows: list[list]) -> int:
+        """Another tab after the spreadsheet's others, as a person adds one; its index."""
+        with self.lock:
+            sheets = self.spreadsheets[sid]["sheets"]
+            sheet = Sheet(title, next(_ids) * 7919)
+            sheet.write(0, 0, rows, user_entered=True)
+            sheets.append(sheet)
+            return len(sheets) - 1
+
     def add_folder(self, name: str = "Lab results", *, shared: bool = True, shared_drive: bool = False,
                    owner: str = "person") -> str:
         """A folder a person owns and shares with the account (or a Shared Drive, or, with

@@ -83,7 +83,14 @@ def google(project, fake):
                 time.sleep(0.1)
             pytest.fail("the runs never finished")
 
-    return G()
+    yield G()
+    # Leave no stand-in workflow running behind the test.
+    from pipeline.executor import RunFiles
+
+    for run_file in (project.dir / "state" / "runs").glob("*.json"):
+        run = RunFiles(project.dir).load(run_file.stem)
+        if run:
+            FakeWorkflowExecutor(load_config(project.config_path)).stop(run, grace_s=1)
 
 
 # -- the fake answers as Google does ---------------------------------------------------------
@@ -249,6 +256,21 @@ def test_the_lab_s_own_column_labels(project, google):
     values = google.fake.values(google.sid)
     assert values[0] == header, "no column is added when the lab's labels are found"
     assert values[1][5] == "done" and values[1][8] == "open the results"
+
+
+def test_sheet_worksheet_names_the_tab_read_and_written_when_it_is_not_the_first(project, google):
+    # The first tab holds a row too, so reading or writing it instead would show.
+    google.set_rows([{"recording_id": "rec2", "animal": "m2", "raw_path": "rec2", "notes": "the first tab"}])
+    title = "Mouse 'm1' 2026"  # a space and an apostrophe: the range needs quoting
+    tab = google.fake.add_tab(google.sid, title, sheet_rows([{**ROW, "notes": "the named tab"}]))
+    project.set_config(sheet={"worksheet": title})
+    first_before = google.fake.values(google.sid, 0)
+    report = google.poller({"rec1": {"hang_at": "inspect"}}).poll_once()
+    assert report.registered == ["rec1"]
+    header, row = google.fake.values(google.sid, tab)
+    row = dict(zip(header, row))
+    assert row["status"] == "running" and row["run_id"] and row["notes"] == "the named tab"
+    assert google.fake.values(google.sid, 0) == first_before, "the first tab is left alone"
 
 
 def test_a_sleep_model_column_under_the_lab_s_own_label(project, google):
