@@ -537,15 +537,16 @@ class _Handler(BaseHTTPRequestHandler):
         if ss is None:
             return None, ""
         title, cells = split_range(a1)
-        return self._sheet(ss, title), cells
+        return self._sheet(ss, title, a1), cells
 
-    def _sheet(self, ss: dict, title: str | None) -> Sheet | None:
+    def _sheet(self, ss: dict, title: str | None, a1: str) -> Sheet | None:
         if title is None:
             return ss["sheets"][0]
         for sheet in ss["sheets"]:
             if sheet.title == title:
                 return sheet
-        self._send(400, google_error(400, f"Unable to parse range: {title}", "INVALID_ARGUMENT", "badRequest"))
+        # Google quotes the range as it was sent.
+        self._send(400, google_error(400, f"Unable to parse range: {a1}", "INVALID_ARGUMENT", "badRequest"))
         return None
 
     def sheets_get(self, query, sid, email, fault):
@@ -576,7 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _update_one(self, ss, sid, a1: str, values: list[list], user_entered: bool):
         title, cells = split_range(a1)
-        sheet = self._sheet(ss, title)
+        sheet = self._sheet(ss, title, a1)
         if sheet is None:
             return None
         r0, c0, _, _ = sheet.bounds(cells)

@@ -381,6 +381,8 @@ def run_poll_once(project) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("breakage, phrase", [
     ("unshared", "is not shared with the service account"),
     ("wrong id", "there is no spreadsheet"),
+    ("no tab", "sheet.worksheet: the spreadsheet has no tab named 'Recordings 2026'; its tabs are 'Sheet1', "
+               "'Recordings 2025'."),
     ("no header", "has no column 'raw_path'"),
     ("no key", "there is no key file there"),
     ("not json", "the file is not a JSON key file"),
@@ -394,6 +396,9 @@ def test_a_sheet_or_key_that_cannot_be_used_stops_the_poll_with_one_sentence(pro
         google.fake.spreadsheets[google.sid]["shared"] = set()
     elif breakage == "wrong id":
         project.set_config(sheet={"spreadsheet_id": "1NoSuchSheet"})
+    elif breakage == "no tab":
+        google.fake.add_tab(google.sid, "Recordings 2025", sheet_rows([ROW]))
+        project.set_config(sheet={"worksheet": "Recordings 2026"})
     elif breakage == "no header":
         google.set_rows([ROW], header=["recording_id", "animal", "notes"])
     elif breakage == "no key":
