@@ -17,7 +17,7 @@ from fake_workflow import FakeWorkflowExecutor
 from pipeline import layout
 from pipeline.config import load_config
 from pipeline.layout import RecordingPaths
-from pipeline.errors import BackendUnavailable, ConfigError
+from pipeline.errors import BackendUnavailable, ConfigError, PipelineError
 from pipeline.poller import Poller
 from pipeline.store import make_store
 
@@ -331,6 +331,27 @@ def test_faults_at_every_step_are_retried_and_nothing_is_lost_or_doubled(project
     assert sorted(folder) == sorted(local)
     for name, f in folder.items():  # the upload cut mid-way arrived whole
         assert f["content"] == local[name].read_bytes(), name
+
+
+def test_a_403_for_permissions_is_asked_once_and_reported(project, google, tmp_path):
+    """gspread's own back-off client tries 403s again, so a sheet shared with nobody looks
+    like a slow one; here Google is asked once (the fake counts requests per endpoint)."""
+    project.set_config(google={"retry_s": 3})  # long enough for retries to show, were there any
+    google.set_rows([ROW])
+    google.fake.spreadsheets[google.sid]["shared"] = set()
+    with pytest.raises(PipelineError) as refused:
+        google.poller().poll_once()
+    assert google.fake.counts["sheets.values.get"] == 1
+    assert isinstance(refused.value, ConfigError) and "is not shared with the service account" in str(refused.value)
+    # Drive's 403 for a service account's own space (no storage quota): asked once too.
+    path = tmp_path / "report.pdf"
+    path.write_bytes(b"%PDF")
+    own = google.fake.add_folder("the account's", owner="pipeline@lab-project.iam.gserviceaccount.com")
+    project.set_config(store={"folder_id": own})
+    with pytest.raises(PipelineError) as refused:
+        make_store(google.config()).publish("m1", "rec1", [path])
+    assert google.fake.counts["drive.upload"] == google.fake.counts["drive.upload.chunk"] == 1
+    assert isinstance(refused.value, ConfigError) and "no storage of its own" in str(refused.value)
 
 
 def test_google_unreachable_past_the_bound_costs_one_poll(project, google):
