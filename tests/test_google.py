@@ -273,6 +273,29 @@ def test_sheet_worksheet_names_the_tab_read_and_written_when_it_is_not_the_first
     assert google.fake.values(google.sid, 0) == first_before, "the first tab is left alone"
 
 
+def test_a_done_row_whose_raw_path_was_edited_is_flagged_on_the_google_sheet(project, google):
+    from pipeline.io.registry import Recording, Registry, resolve_raw_path
+
+    (project.raw / "rec3").mkdir()
+    done = {"status": "done", "progress": "100%", "message": "Finished", "results_link": "open the results"}
+    # rec1 was processed from rec1 (as the registry says); a person has since pointed it at rec3.
+    google.set_rows([{**ROW, **done, "raw_path": "rec3", "notes": "day 2, not day 1"},
+                     {"recording_id": "rec2", "animal": "m1", "raw_path": "rec2", **done}])
+    poller = google.poller()
+    registry = Registry(poller.base / "state")
+    for rec in ("rec1", "rec2"):
+        registry.add(Recording(rec, "m1", str(resolve_raw_path(rec, poller.config["data_roots"]))))
+    before = google.fake.reads_and_writes()
+    report = poller.poll_once()
+    assert report.registered == [], "nothing is processed again without a tick in rerun"
+    assert [a - b for a, b in zip(google.fake.reads_and_writes(), before)] == [1, 1]
+    rows = google.by_id()
+    assert rows["rec1"]["message"] == "The raw_path changed since it was processed; tick rerun to process the new data."
+    assert rows["rec1"]["status"] == "done" and rows["rec1"]["raw_path"] == "rec3", "the person's edit stays"
+    assert rows["rec1"]["notes"] == "day 2, not day 1"
+    assert rows["rec2"]["message"] == "Finished", "an unedited done row is left as it was"
+
+
 def test_a_sleep_model_column_under_the_lab_s_own_label(project, google):
     from conftest import write_tiny_model
     from pipeline.io.registry import Registry
