@@ -424,7 +424,7 @@ def run_poll_once(project) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("breakage, phrase", [
     ("unshared", "is not shared with the service account"),
-    ("wrong id", "there is no spreadsheet"),
+    ("wrong id", "sheet.spreadsheet_id: there is no spreadsheet 1NoSuchSheet; copy the id from the sheet's address"),
     ("no tab", "sheet.worksheet: the spreadsheet has no tab named 'Recordings 2026'; its tabs are 'Sheet1', "
                "'Recordings 2025'."),
     ("no header", "has no column 'raw_path'"),

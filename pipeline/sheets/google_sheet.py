@@ -94,8 +94,9 @@ class GoogleSheet:
                                   "service account; share it (as Editor) with the account's e-mail address "
                                   "(client_email in the key file).") from None
             if status == 404:
-                raise ConfigError(f"sheet.spreadsheet_id: there is no spreadsheet {self.spreadsheet_id} (or no tab "
-                                  f"{self.worksheet!r}); copy the id from the sheet's address (…/d/ID/edit).") from None
+                # (A tab that is not there is a 400, below.)
+                raise ConfigError(f"sheet.spreadsheet_id: there is no spreadsheet {self.spreadsheet_id}; copy the id "
+                                  "from the sheet's address (…/d/ID/edit).") from None
             if status == 400 and self.worksheet and "Unable to parse range" in e.response.text:
                 tabs = ", ".join(repr(t) for t in self._tab_titles())
                 raise ConfigError(f"sheet.worksheet: the spreadsheet has no tab named {self.worksheet!r}"
