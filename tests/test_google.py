@@ -464,6 +464,32 @@ def test_a_sheet_or_key_that_cannot_be_used_stops_the_poll_with_one_sentence(pro
     assert phrase in (project.dir / "logs" / "poller.log").read_text()
 
 
+def test_the_poller_s_log_file_rotates_and_keeps_the_newest(project, google, monkeypatch):
+    """Four `ephys poll --once` (in-process), each logging one error, with room in the
+    file for one: poller.log holds the last, the two kept files the two before it, and the
+    first is gone."""
+    import logging
+
+    from pipeline.cli import main
+
+    monkeypatch.setattr(layout, "POLLER_LOG_BYTES", 300)
+    monkeypatch.setattr(layout, "POLLER_LOG_KEEP", 2)
+    log_path = project.dir / layout.POLLER_LOG
+    for i in range(1, 5):
+        project.set_config(sheet={"spreadsheet_id": f"1NoSuchSheet{i}"})  # one error sentence naming poll i
+        try:
+            assert main(["--config", str(project.config_path), "poll", "--once"]) == 2
+        finally:  # as when the process ends: the poll's file handler closes
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if getattr(h, "baseFilename", None) == str(log_path)]:
+                root.removeHandler(handler)
+                handler.close()
+    files = sorted(p.name for p in log_path.parent.iterdir())
+    assert files == ["poller.log", "poller.log.1", "poller.log.2"]
+    polls = [re.findall(r"no spreadsheet 1NoSuchSheet(\d)", (log_path.parent / name).read_text()) for name in files]
+    assert polls == [["4"], ["3"], ["2"]]
+
+
 def test_two_pollers_at_once(project, google):
     from pipeline.poller import poller_lock
 
