@@ -237,6 +237,15 @@ class FakeGoogle:
             self.files[sid]["id"] = sid
         return sid
 
+    def add_tab(self, sid: str, title: str, rows: list[list]) -> int:
+        """Another tab after the spreadsheet's others, as a person adds one; its index."""
+        with self.lock:
+            sheets = self.spreadsheets[sid]["sheets"]
+            sheet = Sheet(title, next(_ids) * 7919)
+            sheet.write(0, 0, rows, user_entered=True)
+            sheets.append(sheet)
+            return len(sheets) - 1
+
     def add_folder(self, name: str = "Lab results", *, shared: bool = True, shared_drive: bool = False,
                    owner: str = "person") -> str:
         """A folder a person owns and shares with the account (or a Shared Drive, or, with
@@ -528,15 +537,16 @@ class _Handler(BaseHTTPRequestHandler):
         if ss is None:
             return None, ""
         title, cells = split_range(a1)
-        return self._sheet(ss, title), cells
+        return self._sheet(ss, title, a1), cells
 
-    def _sheet(self, ss: dict, title: str | None) -> Sheet | None:
+    def _sheet(self, ss: dict, title: str | None, a1: str) -> Sheet | None:
         if title is None:
             return ss["sheets"][0]
         for sheet in ss["sheets"]:
             if sheet.title == title:
                 return sheet
-        self._send(400, google_error(400, f"Unable to parse range: {title}", "INVALID_ARGUMENT", "badRequest"))
+        # Google quotes the range as it was sent.
+        self._send(400, google_error(400, f"Unable to parse range: {a1}", "INVALID_ARGUMENT", "badRequest"))
         return None
 
     def sheets_get(self, query, sid, email, fault):
@@ -567,7 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _update_one(self, ss, sid, a1: str, values: list[list], user_entered: bool):
         title, cells = split_range(a1)
-        sheet = self._sheet(ss, title)
+        sheet = self._sheet(ss, title, a1)
         if sheet is None:
             return None
         r0, c0, _, _ = sheet.bounds(cells)

@@ -17,7 +17,7 @@ from fake_workflow import FakeWorkflowExecutor
 from pipeline import layout
 from pipeline.config import load_config
 from pipeline.layout import RecordingPaths
-from pipeline.errors import BackendUnavailable, ConfigError
+from pipeline.errors import BackendUnavailable, ConfigError, PipelineError
 from pipeline.poller import Poller
 from pipeline.store import make_store
 
@@ -83,7 +83,14 @@ def google(project, fake):
                 time.sleep(0.1)
             pytest.fail("the runs never finished")
 
-    return G()
+    yield G()
+    # Leave no stand-in workflow running behind the test.
+    from pipeline.executor import RunFiles
+
+    for run_file in (project.dir / "state" / "runs").glob("*.json"):
+        run = RunFiles(project.dir).load(run_file.stem)
+        if run:
+            FakeWorkflowExecutor(load_config(project.config_path)).stop(run, grace_s=1)
 
 
 # -- the fake answers as Google does ---------------------------------------------------------
@@ -251,6 +258,44 @@ def test_the_lab_s_own_column_labels(project, google):
     assert values[1][5] == "done" and values[1][8] == "open the results"
 
 
+def test_sheet_worksheet_names_the_tab_read_and_written_when_it_is_not_the_first(project, google):
+    # The first tab holds a row too, so reading or writing it instead would show.
+    google.set_rows([{"recording_id": "rec2", "animal": "m2", "raw_path": "rec2", "notes": "the first tab"}])
+    title = "Mouse 'm1' 2026"  # a space and an apostrophe: the range needs quoting
+    tab = google.fake.add_tab(google.sid, title, sheet_rows([{**ROW, "notes": "the named tab"}]))
+    project.set_config(sheet={"worksheet": title})
+    first_before = google.fake.values(google.sid, 0)
+    report = google.poller({"rec1": {"hang_at": "inspect"}}).poll_once()
+    assert report.registered == ["rec1"]
+    header, row = google.fake.values(google.sid, tab)
+    row = dict(zip(header, row))
+    assert row["status"] == "running" and row["run_id"] and row["notes"] == "the named tab"
+    assert google.fake.values(google.sid, 0) == first_before, "the first tab is left alone"
+
+
+def test_a_done_row_whose_raw_path_was_edited_is_flagged_on_the_google_sheet(project, google):
+    from pipeline.io.registry import Recording, Registry, resolve_raw_path
+
+    (project.raw / "rec3").mkdir()
+    done = {"status": "done", "progress": "100%", "message": "Finished", "results_link": "open the results"}
+    # rec1 was processed from rec1 (as the registry says); a person has since pointed it at rec3.
+    google.set_rows([{**ROW, **done, "raw_path": "rec3", "notes": "day 2, not day 1"},
+                     {"recording_id": "rec2", "animal": "m1", "raw_path": "rec2", **done}])
+    poller = google.poller()
+    registry = Registry(poller.base / "state")
+    for rec in ("rec1", "rec2"):
+        registry.add(Recording(rec, "m1", str(resolve_raw_path(rec, poller.config["data_roots"]))))
+    before = google.fake.reads_and_writes()
+    report = poller.poll_once()
+    assert report.registered == [], "nothing is processed again without a tick in rerun"
+    assert [a - b for a, b in zip(google.fake.reads_and_writes(), before)] == [1, 1]
+    rows = google.by_id()
+    assert rows["rec1"]["message"] == "The raw_path changed since it was processed; tick rerun to process the new data."
+    assert rows["rec1"]["status"] == "done" and rows["rec1"]["raw_path"] == "rec3", "the person's edit stays"
+    assert rows["rec1"]["notes"] == "day 2, not day 1"
+    assert rows["rec2"]["message"] == "Finished", "an unedited done row is left as it was"
+
+
 def test_a_sleep_model_column_under_the_lab_s_own_label(project, google):
     from conftest import write_tiny_model
     from pipeline.io.registry import Registry
@@ -311,6 +356,27 @@ def test_faults_at_every_step_are_retried_and_nothing_is_lost_or_doubled(project
         assert f["content"] == local[name].read_bytes(), name
 
 
+def test_a_403_for_permissions_is_asked_once_and_reported(project, google, tmp_path):
+    """gspread's own back-off client tries 403s again, so a sheet shared with nobody looks
+    like a slow one; here Google is asked once (the fake counts requests per endpoint)."""
+    project.set_config(google={"retry_s": 3})  # long enough for retries to show, were there any
+    google.set_rows([ROW])
+    google.fake.spreadsheets[google.sid]["shared"] = set()
+    with pytest.raises(PipelineError) as refused:
+        google.poller().poll_once()
+    assert google.fake.counts["sheets.values.get"] == 1
+    assert isinstance(refused.value, ConfigError) and "is not shared with the service account" in str(refused.value)
+    # Drive's 403 for a service account's own space (no storage quota): asked once too.
+    path = tmp_path / "report.pdf"
+    path.write_bytes(b"%PDF")
+    own = google.fake.add_folder("the account's", owner="pipeline@lab-project.iam.gserviceaccount.com")
+    project.set_config(store={"folder_id": own})
+    with pytest.raises(PipelineError) as refused:
+        make_store(google.config()).publish("m1", "rec1", [path])
+    assert google.fake.counts["drive.upload"] == google.fake.counts["drive.upload.chunk"] == 1
+    assert isinstance(refused.value, ConfigError) and "no storage of its own" in str(refused.value)
+
+
 def test_google_unreachable_past_the_bound_costs_one_poll(project, google):
     project.set_config(google={"retry_s": 1})
     google.set_rows([ROW])
@@ -358,7 +424,9 @@ def run_poll_once(project) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("breakage, phrase", [
     ("unshared", "is not shared with the service account"),
-    ("wrong id", "there is no spreadsheet"),
+    ("wrong id", "sheet.spreadsheet_id: there is no spreadsheet 1NoSuchSheet; copy the id from the sheet's address"),
+    ("no tab", "sheet.worksheet: the spreadsheet has no tab named 'Recordings 2026'; its tabs are 'Sheet1', "
+               "'Recordings 2025'."),
     ("no header", "has no column 'raw_path'"),
     ("no key", "there is no key file there"),
     ("not json", "the file is not a JSON key file"),
@@ -372,6 +440,9 @@ def test_a_sheet_or_key_that_cannot_be_used_stops_the_poll_with_one_sentence(pro
         google.fake.spreadsheets[google.sid]["shared"] = set()
     elif breakage == "wrong id":
         project.set_config(sheet={"spreadsheet_id": "1NoSuchSheet"})
+    elif breakage == "no tab":
+        google.fake.add_tab(google.sid, "Recordings 2025", sheet_rows([ROW]))
+        project.set_config(sheet={"worksheet": "Recordings 2026"})
     elif breakage == "no header":
         google.set_rows([ROW], header=["recording_id", "animal", "notes"])
     elif breakage == "no key":
@@ -391,6 +462,32 @@ def test_a_sheet_or_key_that_cannot_be_used_stops_the_poll_with_one_sentence(pro
     assert json.dumps(google.fake.values(google.sid)) == before, "nothing is written to the sheet"
     assert google.fake.counts["sheets.values.batchUpdate"] == 0
     assert phrase in (project.dir / "logs" / "poller.log").read_text()
+
+
+def test_the_poller_s_log_file_rotates_and_keeps_the_newest(project, google, monkeypatch):
+    """Four `ephys poll --once` (in-process), each logging one error, with room in the
+    file for one: poller.log holds the last, the two kept files the two before it, and the
+    first is gone."""
+    import logging
+
+    from pipeline.cli import main
+
+    monkeypatch.setattr(layout, "POLLER_LOG_BYTES", 300)
+    monkeypatch.setattr(layout, "POLLER_LOG_KEEP", 2)
+    log_path = project.dir / layout.POLLER_LOG
+    for i in range(1, 5):
+        project.set_config(sheet={"spreadsheet_id": f"1NoSuchSheet{i}"})  # one error sentence naming poll i
+        try:
+            assert main(["--config", str(project.config_path), "poll", "--once"]) == 2
+        finally:  # as when the process ends: the poll's file handler closes
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if getattr(h, "baseFilename", None) == str(log_path)]:
+                root.removeHandler(handler)
+                handler.close()
+    files = sorted(p.name for p in log_path.parent.iterdir())
+    assert files == ["poller.log", "poller.log.1", "poller.log.2"]
+    polls = [re.findall(r"no spreadsheet 1NoSuchSheet(\d)", (log_path.parent / name).read_text()) for name in files]
+    assert polls == [["4"], ["3"], ["2"]]
 
 
 def test_two_pollers_at_once(project, google):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.google_api import SHEETS_SCOPE, GoogleSettings, load_credentials, requests_session, with_retries
 from pipeline.sheets import (COLUMNS, PIPELINE_COLUMNS, REQUIRED_COLUMNS, Row, Update, check_writable, match_header,
                              row_key)
@@ -94,11 +94,25 @@ class GoogleSheet:
                                   "service account; share it (as Editor) with the account's e-mail address "
                                   "(client_email in the key file).") from None
             if status == 404:
-                raise ConfigError(f"sheet.spreadsheet_id: there is no spreadsheet {self.spreadsheet_id} (or no tab "
-                                  f"{self.worksheet!r}); copy the id from the sheet's address (…/d/ID/edit).") from None
-            if status == 400 and self.worksheet:
-                raise ConfigError(f"sheet.worksheet: the spreadsheet has no tab named {self.worksheet!r}.") from None
+                # (A tab that is not there is a 400, below.)
+                raise ConfigError(f"sheet.spreadsheet_id: there is no spreadsheet {self.spreadsheet_id}; copy the id "
+                                  "from the sheet's address (…/d/ID/edit).") from None
+            if status == 400 and self.worksheet and "Unable to parse range" in e.response.text:
+                tabs = ", ".join(repr(t) for t in self._tab_titles())
+                raise ConfigError(f"sheet.worksheet: the spreadsheet has no tab named {self.worksheet!r}"
+                                  f"{'; its tabs are ' + tabs if tabs else ''}.") from None
             raise ConfigError(f"Google answered {status} to {what}: {e.response.text[:200]}") from None
+
+    def _tab_titles(self) -> list[str]:
+        """The spreadsheet's tab titles, for the message on a tab not found (a title typed
+        a little differently is then easy to see); none if they cannot be read."""
+        import gspread
+
+        try:
+            meta = self.client.http_client.fetch_sheet_metadata(self.spreadsheet_id)
+        except (gspread.exceptions.APIError, PipelineError):
+            return []
+        return [s.get("properties", {}).get("title", "") for s in meta.get("sheets", [])]
 
     def read_rows(self) -> list[Row]:
         """Every non-empty row below the header, with all COLUMNS present. One read."""
