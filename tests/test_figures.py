@@ -670,3 +670,90 @@ def test_every_figure_draws_each_state_in_its_own_colour(outputs):
     for where in ("gaps hypnogram", "gaps overview legend", "gaps hourly bars", "gaps totals table",
                   "animal legend"):
         assert {s for w, s, _ in seen if w == where} == set(STATES), where
+
+
+# -- quality control -------------------------------------------------------------------------
+def _cells(ax) -> dict[str, tuple[int, float, str, object]]:
+    """Channel name -> (row, column, what its cell says under the name, its rectangle)."""
+    out = {}
+    for t in ax.texts:
+        name, _, value = t.get_text().partition("\n")
+        x, y = t.get_position()
+        (box,) = [p for p in ax.patches if p.get_x() <= x <= p.get_x() + p.get_width()
+                  and p.get_y() <= y <= p.get_y() + p.get_height()]
+        assert name not in out, f"{name} has two cells"
+        out[name] = (int(np.floor(y)), x, value, box)
+    return out
+
+
+def test_quality_control_lays_channels_out_as_the_map_with_their_flags_and_line_noise(outputs, tmp_path):
+    """A map that lists regions and channels in its own order (thalamus first, hippocampus
+    from its deepest site up): one cell per channel in that order, a row per region named
+    beside it; dead, noisy and saturated channels outlined and named by their flag, the
+    others with their RMS; each channel's line noise in the same place on the second map;
+    each region's line-noise level in the spectra, as high as the drawn spectrum shows it."""
+    from matplotlib.colors import to_hex
+
+    from pipeline.figures.quality import plot_quality
+    from pipeline.figures.style import figure_style
+
+    paths = outputs("plain")
+    info = json.loads(paths["recording_json"].read_text())
+    regions = info["channel_map"]["regions"]
+    info["channel_map"]["regions"] = {"thalamus": regions["thalamus"], "hippocampus": regions["hippocampus"][::-1],
+                                      "cortex": regions["cortex"], "emg": regions["emg"]}
+    qc = {c["name"]: c["qc"] for c in info["channels"]}
+    qc["CSC7"].update(flag="noisy", rms_uv=600.0, saturated_fraction=0.0)  # noisy, never at full scale
+    assert qc["CSC3"]["flag"] == "noisy" and qc["CSC3"]["saturated_fraction"] > 0 and qc["CSC6"]["flag"] == "dead"
+    flags = {"CSC3": "saturated", "CSC6": "dead", "CSC7": "noisy"}
+    (tmp_path / "recording.json").write_text(json.dumps(info))
+    data = load_recording(RecordingInfo.load(tmp_path / "recording.json"), paths["spectrograms"], paths["hypnogram"],
+                          paths["summary"], paths["lfp_qc"])
+    with figure_style():
+        fig = plot_quality(data, provenance(), Clock(data.info.start_datetime))
+        shown = " ".join(check_figure(fig))
+
+    groups = {**{c: r for r, chans in info["channel_map"]["regions"].items() for c in chans},
+              **{c: "ignored" for c in info["channel_map"]["ignore"]}}
+    rms = _cells(_panel(fig, "RMS per channel"))
+    order = ["CSC9", "CSC10", "CSC11", "CSC12", "CSC8", "CSC7", "CSC6", "CSC5", "CSC1", "CSC2", "CSC3", "CSC4",
+             "CSC13", "CSC14", "CSC15", "CSC16"]
+    assert sorted(rms, key=lambda n: rms[n][:2]) == order, "cells in the channel map's order, row by row"
+    rows = {}
+    for name, (row, *_rest) in rms.items():
+        rows.setdefault(groups[name], set()).add(row)
+    assert all(not a & b for a in rows.values() for b in rows.values() if a is not b), "each region on its own rows"
+    ax = _panel(fig, "RMS per channel")
+    for y, label in zip(ax.get_yticks(), ax.get_yticklabels()):
+        assert min(rows[label.get_text()]) <= y <= max(rows[label.get_text()]) + 1, f"{label.get_text()} misplaced"
+    assert {t.get_text() for t in ax.get_yticklabels()} == set(rows)
+    for name, (_, _, value, box) in rms.items():
+        outlined = box.get_linewidth() > 1 and to_hex(box.get_edgecolor()) == "#000000"
+        if name in flags:
+            assert value == flags[name] and outlined, f"{name} should say {flags[name]}, outlined: {value!r}"
+        else:
+            expected = "ignored" if groups[name] == "ignored" else f"{qc[name]['rms_uv']:.0f} µV"
+            assert value == expected and not outlined, (name, value)
+    assert ("3 of 14 channels flagged, left out of region averages: CSC3 (saturated), CSC6 (dead), CSC7 (noisy)"
+            in shown)
+
+    noise = _cells(_panel(fig, "Line noise per channel"))
+    assert {n: c[:2] for n, c in noise.items()} == {n: c[:2] for n, c in rms.items()}, "the same place on both maps"
+    for name, (_, _, value, _) in noise.items():
+        expected = "ignored" if groups[name] == "ignored" else f"{10 * np.log10(qc[name]['line_noise_ratio']):.0f} dB"
+        assert value == expected, (name, value)
+
+    spectra = _panel(fig, "Mean power spectrum per region")
+    levels = {}
+    for line in spectra.lines:
+        region, _, level = line.get_label().partition(", ")
+        if region in data.spectra.mean_spectrum:
+            f, p = line.get_data()
+            floor = np.median(p[(f >= 40) & (f <= 80)])
+            peaks = {f0: 10 * np.log10(p[np.abs(f - f0) <= 0.5].max() / floor) for f0 in (50, 60)}
+            f0 = max(peaks, key=peaks.get)
+            levels[region] = (level, f"{f0} Hz +{peaks[f0]:.0f} dB")
+    assert set(levels) == set(data.spectra.mean_spectrum), "a spectrum for each region"
+    assert all(said == drawn for said, drawn in levels.values()), levels
+    legend = [t.get_text() for t in spectra.get_legend().get_texts()]
+    assert all(f"{r}, {said}" in legend for r, (said, _) in levels.items())
