@@ -490,3 +490,270 @@ def test_the_figures_follow_the_channel_maps_roles_not_region_names(outputs, tmp
         np.savez(p, **arrays)
     assert "neck" in load_recording(info, spectrograms, paths["hypnogram"], paths["summary"],
                                     paths["lfp_qc"]).spectra.regions
+
+
+# -- state colours -------------------------------------------------------------------------
+# Dichromat vision simulated in linear RGB with Machado, Oliveira & Fernandes (2009),
+# severity 1.0: protanopia and deuteranopia, the common colour-vision deficiencies.
+CVD_MATRICES = {
+    "normal vision": np.eye(3),
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                              [-0.011820, 0.042940, 0.968881]]),
+}
+# CIELAB distance two state colours keep under every simulation: about ten just-noticeable
+# differences (2.3 each), enough to tell small bars and legend patches apart at a glance.
+MIN_DELTA_E = 20.0
+
+
+def lab_as_seen(colours: list[str], matrix: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours as a viewer with `matrix`'s vision sees them."""
+    from matplotlib.colors import to_rgb
+
+    srgb = np.array([to_rgb(c) for c in colours])
+    rgb = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    rgb = np.clip(rgb @ matrix.T, 0, 1)
+    xyz = rgb @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def closest_pair(colours: dict[str, str], matrix: np.ndarray) -> tuple[float, str, str]:
+    lab = lab_as_seen(list(colours.values()), matrix)
+    names = list(colours)
+    return min((float(np.linalg.norm(lab[i] - lab[j])), names[i], names[j])
+               for i in range(len(names)) for j in range(i + 1, len(names)))
+
+
+def test_state_colours_stay_apart_for_colour_blind_readers():
+    from pipeline.figures.style import STATE_COLORS
+
+    # The measure itself: red against green (matplotlib's defaults) is the pair that
+    # red-green blindness merges, and so it is found here.
+    red_green = {"red": "#D62728", "green": "#2CA02C"}
+    assert closest_pair(red_green, CVD_MATRICES["normal vision"])[0] > 2 * MIN_DELTA_E
+    assert closest_pair(red_green, CVD_MATRICES["deuteranopia"])[0] < MIN_DELTA_E / 2
+    close = [f"with {vision}, {a} and {b} are {distance:.1f} apart" for vision, matrix in CVD_MATRICES.items()
+             for distance, a, b in [closest_pair(STATE_COLORS, matrix)] if distance < MIN_DELTA_E]
+    assert not close, close
+
+
+def _colour(artist) -> str:
+    """The colour an artist is filled or drawn with, as #rrggbb (alpha left out)."""
+    from matplotlib.collections import Collection
+    from matplotlib.colors import to_hex
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if isinstance(artist, Patch):
+        rgba = artist.get_facecolor()
+    elif isinstance(artist, Line2D):
+        rgba = artist.get_markerfacecolor() if artist.get_marker() not in (None, "None", "") else artist.get_color()
+    elif isinstance(artist, Collection):
+        filled = artist.get_facecolors()  # lines (an error bar's legend entry) only have edges
+        (rgba,) = {tuple(c) for c in (filled if len(filled) else artist.get_edgecolors())}
+    else:
+        raise TypeError(artist)
+    return to_hex(rgba, keep_alpha=False).upper()
+
+
+def _state_of_label(text: str) -> str | None:
+    from pipeline.figures.style import STATE_LABELS
+
+    return {**{v: k for k, v in STATE_LABELS.items()}, "Uncl.": "unclassified"}.get(text)
+
+
+def legend_state_colours(fig) -> list[tuple[str, str]]:
+    """(state, colour) of every legend entry that names a state."""
+    out = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        for handle, text in zip(legend.legend_handles if legend else [], legend.get_texts() if legend else []):
+            if _state_of_label(text.get_text()):
+                out.append((_state_of_label(text.get_text()), _colour(handle)))
+    return out
+
+
+def _panel(fig, title: str):
+    (ax,) = [a for a in fig.axes if a.get_title(loc="left").startswith(title) or a.get_ylabel().startswith(title)]
+    return ax
+
+
+def test_every_figure_draws_each_state_in_its_own_colour(outputs):
+    """Where the data says a state, that state's colour is drawn: hypnogram bars over its
+    epochs, hourly bars of its share, bout dots of its bouts, its table row, the animal's
+    bars of its hours and medians of its bouts; every legend entry in the same colour."""
+    from pipeline.figures.animal import RecordingResult, summary_row
+    from pipeline.figures.animal_figure import plot_animal_summary
+    from pipeline.figures.architecture import plot_architecture
+    from pipeline.figures.data import STATES
+    from pipeline.figures.overview import plot_overview
+    from pipeline.figures.sleep_stats import bin_hours, bout_lengths, time_per_bin
+    from pipeline.figures.style import STATE_COLORS, figure_style
+
+    expected = {s: c.upper() for s, c in STATE_COLORS.items()}
+    seen: list[tuple[str, str, str]] = []  # (where, state, colour drawn)
+    schedule = light_schedule(7, 19)
+    variants = ("gaps", "plain", "no_rem")  # gaps: unclassified epochs in the gaps
+    data = {v: recording_data(outputs(v)) for v in variants}
+    with figure_style():
+        for v, d in data.items():
+            clock, hyp = Clock(d.info.start_datetime), d.hypnogram
+            overview = plot_overview(d, provenance(), clock, schedule)
+            # Hypnogram: each bar covers epochs of one state, drawn in its colour on its row.
+            ax = _panel(overview, "state")
+            rows = {round(y): _state_of_label(t.get_text()) for y, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+            middles = clock.x(hyp.onsets_s + hyp.epoch_s / 2)
+            drawn = set()
+            for bars in ax.collections:
+                for path in bars.get_paths():
+                    (x0, y0), (x1, y1) = path.vertices.min(axis=0), path.vertices.max(axis=0)
+                    (state,) = {STATES[i] for i in hyp.states[(middles > x0) & (middles < x1)]}
+                    assert rows[round((y0 + y1) / 2)] == state, f"{state} drawn on another state's row"
+                    seen.append((f"{v} hypnogram", state, _colour(bars)))
+                    drawn.add(state)
+            assert drawn == {STATES[i] for i in np.unique(hyp.states)}
+            seen += [(f"{v} overview legend", s, c) for s, c in legend_state_colours(overview)]
+
+            architecture = plot_architecture(d, provenance(), clock, schedule)
+            # Hourly bars: the bars in a state's colour are that state's share of each bin.
+            ax = _panel(architecture, "% of each")  # under the light strip, which holds the title
+            _, seconds = time_per_bin(hyp, clock, bin_hours(float(clock.x(d.duration_s) - clock.x(0))))
+            share = 100 * seconds / seconds.sum(axis=1, keepdims=True)
+            for bars in ax.containers:
+                (colour,) = {_colour(p) for p in bars.patches}
+                heights = np.array([p.get_height() for p in bars.patches])
+                if heights.any():  # bars of no height show no colour
+                    (state,) = [s for i, s in enumerate(STATES) if np.allclose(heights, share[:, i])]
+                    seen.append((f"{v} hourly bars", state, colour))
+            # Bout dots: the dots in a state's colour are that state's bouts.
+            lengths = bout_lengths(hyp)
+            for dots in _panel(architecture, "Bout lengths").collections:
+                (state,) = [s for s, b in lengths.items() if len(b) and
+                            np.array_equal(np.sort(dots.get_offsets()[:, 0]), np.sort(b))]
+                seen.append((f"{v} bout dots", state, _colour(dots)))
+            table = [a for a in architecture.axes if a.tables][0].tables[0]
+            for (r, c), cell in table.get_celld().items():
+                if c == 0 and _state_of_label(cell.get_text().get_text()):
+                    seen.append((f"{v} totals table", _state_of_label(cell.get_text().get_text()), _colour(cell)))
+            seen += [(f"{v} architecture legend", s, c) for s, c in legend_state_colours(architecture)]
+
+        results = [RecordingResult(d.info, d.hypnogram, MODEL_VERSION, None) for d in data.values()]
+        rows = [summary_row(r, schedule) for r in results]
+        bouts = [bout_lengths(d.hypnogram) for d in data.values()]
+        animal = plot_animal_summary("m1", list(variants), rows, bouts=bouts)
+    # Hours per recording: in each column, the bar in a state's colour is that state's hours.
+    ax = _panel(animal, "Time in each state per recording")
+    for column, row in enumerate(rows):
+        bars = {_colour(p): p.get_height() for p in ax.patches if round(p.get_x() + p.get_width() / 2) == column}
+        assert len(bars) == len(STATES)
+        for s in STATES:
+            assert bars[expected[s]] == pytest.approx(row[f"{s}_h"]), f"{s} of {variants[column]}"
+    # Bout medians: the markers in a state's colour are the medians of that state's bouts.
+    ax = _panel(animal, "Bout lengths: median and quartiles")
+    for container in ax.containers:
+        line = container.lines[0]
+        medians = {s: [np.median(b[s]) for b in bouts if len(b[s])] for s in ("wake", "nrem", "rem")}
+        (state,) = [s for s, m in medians.items() if len(m) == len(line.get_ydata())
+                    and np.allclose(line.get_ydata(), m)]
+        seen.append(("animal bout medians", state, _colour(line)))
+    rem = [line for line in _panel(animal, "REM as a share of sleep").lines if line.get_label() == "REM % of sleep"]
+    seen += [("animal REM share", "rem", _colour(line)) for line in rem]
+    seen += [("animal legend", s, c) for s, c in legend_state_colours(animal)]
+
+    wrong = [(where, s, c) for where, s, c in seen if c != expected.get(s)]
+    assert not wrong, f"drawn in another colour than the state's: {wrong[:6]}"
+    places = {where.split(" ", 1)[1] if where.startswith(variants) else where for where, _, _ in seen}
+    assert len(places) == 9, " | ".join(sorted(places))  # every kind of place was looked at
+    for where in ("gaps hypnogram", "gaps overview legend", "gaps hourly bars", "gaps totals table",
+                  "animal legend"):
+        assert {s for w, s, _ in seen if w == where} == set(STATES), where
+
+
+# -- quality control -------------------------------------------------------------------------
+def _cells(ax) -> dict[str, tuple[int, float, str, object]]:
+    """Channel name -> (row, column, what its cell says under the name, its rectangle)."""
+    out = {}
+    for t in ax.texts:
+        name, _, value = t.get_text().partition("\n")
+        x, y = t.get_position()
+        (box,) = [p for p in ax.patches if p.get_x() <= x <= p.get_x() + p.get_width()
+                  and p.get_y() <= y <= p.get_y() + p.get_height()]
+        assert name not in out, f"{name} has two cells"
+        out[name] = (int(np.floor(y)), x, value, box)
+    return out
+
+
+def test_quality_control_lays_channels_out_as_the_map_with_their_flags_and_line_noise(outputs, tmp_path):
+    """A map that lists regions and channels in its own order (thalamus first, hippocampus
+    from its deepest site up): one cell per channel in that order, a row per region named
+    beside it; dead, noisy and saturated channels outlined and named by their flag, the
+    others with their RMS; each channel's line noise in the same place on the second map;
+    each region's line-noise level in the spectra, as high as the drawn spectrum shows it."""
+    from matplotlib.colors import to_hex
+
+    from pipeline.figures.quality import plot_quality
+    from pipeline.figures.style import figure_style
+
+    paths = outputs("plain")
+    info = json.loads(paths["recording_json"].read_text())
+    regions = info["channel_map"]["regions"]
+    info["channel_map"]["regions"] = {"thalamus": regions["thalamus"], "hippocampus": regions["hippocampus"][::-1],
+                                      "cortex": regions["cortex"], "emg": regions["emg"]}
+    qc = {c["name"]: c["qc"] for c in info["channels"]}
+    qc["CSC7"].update(flag="noisy", rms_uv=600.0, saturated_fraction=0.0)  # noisy, never at full scale
+    assert qc["CSC3"]["flag"] == "noisy" and qc["CSC3"]["saturated_fraction"] > 0 and qc["CSC6"]["flag"] == "dead"
+    flags = {"CSC3": "saturated", "CSC6": "dead", "CSC7": "noisy"}
+    (tmp_path / "recording.json").write_text(json.dumps(info))
+    data = load_recording(RecordingInfo.load(tmp_path / "recording.json"), paths["spectrograms"], paths["hypnogram"],
+                          paths["summary"], paths["lfp_qc"])
+    with figure_style():
+        fig = plot_quality(data, provenance(), Clock(data.info.start_datetime))
+        shown = " ".join(check_figure(fig))
+
+    groups = {**{c: r for r, chans in info["channel_map"]["regions"].items() for c in chans},
+              **{c: "ignored" for c in info["channel_map"]["ignore"]}}
+    rms = _cells(_panel(fig, "RMS per channel"))
+    order = ["CSC9", "CSC10", "CSC11", "CSC12", "CSC8", "CSC7", "CSC6", "CSC5", "CSC1", "CSC2", "CSC3", "CSC4",
+             "CSC13", "CSC14", "CSC15", "CSC16"]
+    assert sorted(rms, key=lambda n: rms[n][:2]) == order, "cells in the channel map's order, row by row"
+    rows = {}
+    for name, (row, *_rest) in rms.items():
+        rows.setdefault(groups[name], set()).add(row)
+    assert all(not a & b for a in rows.values() for b in rows.values() if a is not b), "each region on its own rows"
+    ax = _panel(fig, "RMS per channel")
+    for y, label in zip(ax.get_yticks(), ax.get_yticklabels()):
+        assert min(rows[label.get_text()]) <= y <= max(rows[label.get_text()]) + 1, f"{label.get_text()} misplaced"
+    assert {t.get_text() for t in ax.get_yticklabels()} == set(rows)
+    for name, (_, _, value, box) in rms.items():
+        outlined = box.get_linewidth() > 1 and to_hex(box.get_edgecolor()) == "#000000"
+        if name in flags:
+            assert value == flags[name] and outlined, f"{name} should say {flags[name]}, outlined: {value!r}"
+        else:
+            expected = "ignored" if groups[name] == "ignored" else f"{qc[name]['rms_uv']:.0f} µV"
+            assert value == expected and not outlined, (name, value)
+    assert ("3 of 14 channels flagged, left out of region averages: CSC3 (saturated), CSC6 (dead), CSC7 (noisy)"
+            in shown)
+
+    noise = _cells(_panel(fig, "Line noise per channel"))
+    assert {n: c[:2] for n, c in noise.items()} == {n: c[:2] for n, c in rms.items()}, "the same place on both maps"
+    for name, (_, _, value, _) in noise.items():
+        expected = "ignored" if groups[name] == "ignored" else f"{10 * np.log10(qc[name]['line_noise_ratio']):.0f} dB"
+        assert value == expected, (name, value)
+
+    spectra = _panel(fig, "Mean power spectrum per region")
+    levels = {}
+    for line in spectra.lines:
+        region, _, level = line.get_label().partition(", ")
+        if region in data.spectra.mean_spectrum:
+            f, p = line.get_data()
+            floor = np.median(p[(f >= 40) & (f <= 80)])
+            peaks = {f0: 10 * np.log10(p[np.abs(f - f0) <= 0.5].max() / floor) for f0 in (50, 60)}
+            f0 = max(peaks, key=peaks.get)
+            levels[region] = (level, f"{f0} Hz +{peaks[f0]:.0f} dB")
+    assert set(levels) == set(data.spectra.mean_spectrum), "a spectrum for each region"
+    assert all(said == drawn for said, drawn in levels.values()), levels
+    legend = [t.get_text() for t in spectra.get_legend().get_texts()]
+    assert all(f"{r}, {said}" in legend for r, (said, _) in levels.items())

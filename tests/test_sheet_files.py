@@ -259,3 +259,60 @@ def test_words_people_type_in_status_and_rerun_are_taken_or_answered(raw):
     sheet = project.sheet.read_bytes()
     assert ephys_poll(project, "--once").returncode == 0
     assert project.sheet.read_bytes() == sheet, "an answer is written once, not at every poll"
+
+
+# A program saves the sheet while the pipeline reads it: the hook fires right after the
+# pipeline's read of the file's bytes, before it looks at the file's size and time again.
+SAVED_DURING_READ = {
+    # it writes on at the end (a save in place, not finished when the read began)
+    "grows": "with builtins.open(SHEET, 'ab') as g:\n        g.write(LINE)\n",
+    # same bytes, a new time: a program rewrote the file in place with what was there
+    "touched": "st = os.stat(SHEET)\n    os.utime(SHEET, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))\n",
+    # saved as a new file renamed over the old one, as most programs save
+    "replaced": ("data = builtins.open(SHEET, 'rb').read() + LINE\n    builtins.open(SHEET + '.new', 'wb').write(data)\n"
+                 "    os.replace(SHEET + '.new', SHEET)\n"),
+}
+
+
+def poll_while_saved(project, how: str) -> subprocess.CompletedProcess:
+    """`ephys poll --once`, with every read of the sheet followed by a save of it."""
+    hook = (
+        "import builtins, os\n"
+        "import pipeline.sheets.local_csv as local_csv\n"
+        f"SHEET, LINE = {str(project.sheet)!r}, b'm2,m1,rec2,\\r\\n'\n"
+        "class SavedWhileRead:\n"
+        "    def __init__(self, f):\n        self.f = f\n"
+        "    def __enter__(self):\n        return self\n"
+        "    def __exit__(self, *exc):\n        return self.f.__exit__(*exc)\n"
+        "    def fileno(self):\n        return self.f.fileno()\n"
+        "    def read(self, *args):\n"
+        "        data = self.f.read(*args)\n"
+        "        save()\n"
+        "        return data\n"
+        "def save():\n"
+        f"    {SAVED_DURING_READ[how]}"
+        "def sheet_open(path, mode='r', *args, **kwargs):\n"
+        "    f = builtins.open(path, mode, *args, **kwargs)\n"
+        "    return SavedWhileRead(f) if 'r' in mode and os.path.abspath(path) == SHEET else f\n"
+        "local_csv.open = sheet_open\n"
+    )
+    script = POLL.replace("from pipeline.cli import main\n", hook + "from pipeline.cli import main\n")
+    return subprocess.run([sys.executable, "-c", script, "--config", str(project.config_path), "poll", "--once"],
+                          cwd=project.dir, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("how", list(SAVED_DURING_READ))
+def test_a_file_that_changes_while_it_is_read_is_left_alone(raw, how):
+    project = raw
+    project.sheet.write_bytes((HEADER + "m1,m1,rec1,first\r\n").encode())
+    long_ago = time.time() - 60  # old enough that only the change can stop the poll
+    os.utime(project.sheet, (long_ago, long_ago))
+    before = project.sheet.read_bytes()
+    proc = poll_while_saved(project, how)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"ERROR: (temporary) the sheet {project.sheet} changed while the pipeline read it; it looks like it is "
+        "being saved, so this poll leaves it alone and the next one tries again.")
+    saved = before + (b"" if how == "touched" else b"m2,m1,rec2,\r\n")
+    assert project.sheet.read_bytes() == saved, "the save is what stays: the pipeline wrote nothing"
+    assert not registered(project), "nothing registered, not even the line read before the save"

@@ -35,9 +35,14 @@ def flag_label(channel: ChannelInfo) -> str:
 
 
 def channel_groups(data: RecordingData) -> list[tuple[str, list[ChannelInfo]]]:
-    """Channels by region in the channel map's order, then unmapped and ignored ones."""
+    """Channels by region in the channel map's order, then unmapped and ignored ones;
+    within a region as the map lists them (a shank from its deepest site, say), the
+    channels the map does not list after them in natural order."""
     info = data.info
-    order = list((info.channel_map or {}).get("regions", {}))
+    cmap = info.channel_map or {}
+    order = list(cmap.get("regions", {}))
+    listed = {name: i for chans in (*cmap.get("regions", {}).values(), cmap.get("ignore", []))
+              for i, name in enumerate(chans)}
     groups: dict[str, list[ChannelInfo]] = {}
     for c in info.channels:
         key = "ignored" if c.ignored else (c.region or "unmapped")
@@ -45,7 +50,8 @@ def channel_groups(data: RecordingData) -> list[tuple[str, list[ChannelInfo]]]:
     names = [r for r in order if r in groups] + sorted(k for k in groups if k not in order and k not in
                                                         ("unmapped", "ignored"))
     names += [k for k in ("unmapped", "ignored") if k in groups]
-    return [(n, sorted(groups[n], key=lambda c: natural_key(c.name))) for n in names]
+    return [(n, sorted(groups[n], key=lambda c: (c.name not in listed, listed.get(c.name, 0), natural_key(c.name))))
+            for n in names]
 
 
 def _per_row(groups) -> int:

@@ -2,7 +2,9 @@
 helpers that make a figure, sign it with its provenance and save it.
 
 State colours come from the Okabe-Ito palette, which stays distinguishable with every
-common colour-vision deficiency; a state has the same colour in every figure. Fonts are
+common colour-vision deficiency; a state has the same colour in every figure. Unclassified
+is a dark grey: a middle grey (#999999) looks like REM's purple to a deuteranope (7 CIELAB
+units apart under Machado et al.'s simulation; tests/test_figures.py asks for 20). Fonts are
 at least 7.5 pt, so a PNG is readable at 100 % zoom (one point is 1.67 pixels at 120 dpi).
 """
 
@@ -19,7 +21,7 @@ from pipeline.io.atomic import atomic_path
 from pipeline.provenance import Provenance
 
 STATE_LABELS = {"wake": "Wake", "nrem": "NREM", "rem": "REM", "unclassified": "Unclassified"}
-STATE_COLORS = {"wake": "#E69F00", "nrem": "#0072B2", "rem": "#CC79A7", "unclassified": "#999999"}
+STATE_COLORS = {"wake": "#E69F00", "nrem": "#0072B2", "rem": "#CC79A7", "unclassified": "#555555"}
 GAP_COLOR = "#666666"  # hatching over stretches with no data
 GAP_HATCH = "////"
 DARK_COLOR = "#EBEBEB"  # shading of the dark periods of the light schedule
