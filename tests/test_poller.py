@@ -108,6 +108,7 @@ def test_truncated_file_fails_with_its_name_and_leaves_nothing_complete(project,
     assert row["status"] == "failed"
     assert "CSC3.ncs" in row["message"] and "truncated" in row["message"], row["message"]
     assert row["message"].startswith("Checking the raw files failed:")
+    assert "Once the raw files are fixed, tick rerun to process the recording again." in row["message"], row["message"]
     res = project.dir / "results" / "cut"
     assert not (res / "recording.json").exists()
     assert not (res / "published.json").exists()
