@@ -55,14 +55,13 @@ install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
 }
 
-write_conf() {
-  local cpus mem_mb tmp
+# The slurm.conf this machine gets (written by write_conf when it differs).
+conf_text() {
+  local cpus mem_mb
   cpus=$(nproc)
   # Leave the system some memory: Slurm refuses a node that reports less than RealMemory.
   mem_mb=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) * 9 / 10 ))
-  mkdir -p /etc/slurm "$SPOOL/ctld" "$SPOOL/d" "$LOGS"
-  tmp=$(mktemp)
-  cat >"$tmp" <<EOF
+  cat <<EOF
 # Written by slurm/dev-cluster.sh: a single-node cluster for tests (see that script).
 ClusterName=ephys-dev
 SlurmctldHost=$HOST(127.0.0.1)
@@ -94,12 +93,19 @@ MessageTimeout=20
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=main Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
-  if ! cmp -s "$tmp" "$CONF"; then
+}
+
+conf_current() { [ -f "$CONF" ] && [ "$(conf_text)" = "$(cat "$CONF")" ]; }
+
+write_conf() {
+  mkdir -p /etc/slurm "$SPOOL/ctld" "$SPOOL/d" "$LOGS"
+  if ! conf_current; then
+    local tmp
+    tmp=$(mktemp)
+    conf_text >"$tmp"
     mv "$tmp" "$CONF"
     chmod 644 "$CONF"
-    log "wrote $CONF ($cpus CPUs, $mem_mb MB)"
-  else
-    rm -f "$tmp"
+    log "wrote $CONF ($(nproc) CPUs)"
   fi
 }
 
@@ -121,6 +127,11 @@ start_munge() {
 }
 
 start() {
+  # A cluster that is up as configured is left alone (no root needed to learn that).
+  if conf_current && running munged && running slurmctld && running slurmd && can_submit; then
+    status
+    return 0
+  fi
   [ "$(id -u)" -eq 0 ] || { log "starting Slurm daemons needs root"; exit 1; }
   install
   write_conf

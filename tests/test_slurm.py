@@ -33,6 +33,27 @@ def cluster():
         pytest.skip(f"no Slurm cluster on this machine ({status.stdout.strip()}); slurm/dev-cluster.sh start")
 
 
+def test_dev_cluster_start_again_changes_nothing_and_status_says_so_in_one_line(cluster):
+    """`start` on a running cluster: seconds, the same slurm.conf, the same daemons."""
+    def daemons() -> dict[str, str]:
+        return {d: subprocess.run(["pgrep", "-x", d], capture_output=True, text=True).stdout.split()
+                for d in ("munged", "slurmctld", "slurmd")}
+
+    conf = "/etc/slurm/slurm.conf"
+    before = (open(conf, "rb").read(), os.stat(conf).st_mtime_ns, daemons())
+    t0 = time.monotonic()
+    proc = subprocess.run([str(REPO / "slurm" / "dev-cluster.sh"), "start"], capture_output=True, text=True,
+                          timeout=120)
+    took = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert (open(conf, "rb").read(), os.stat(conf).st_mtime_ns, daemons()) == before
+    assert all(before[2].values()), before[2]
+    assert took < 10, f"start took {took:.1f} s on a running cluster"
+    assert proc.stdout.count("\n") == 1 and proc.stdout.startswith("slurm: up, jobs can be submitted"), proc.stdout
+    status = cluster_status()
+    assert status.returncode == 0 and status.stdout == proc.stdout
+
+
 @pytest.fixture
 def on_slurm(project, recording_in, cluster):
     """The project on the dev cluster, with its own copy of the dev profile."""

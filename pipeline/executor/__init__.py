@@ -9,6 +9,8 @@ as much as the one that started it. What a run achieved is read from its outputs
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -38,7 +40,9 @@ class Run:
     created_at: str = ""
     started_at: str = ""
     host: str = ""  # the machine the run was started on (a process id means nothing elsewhere)
-    job_ids: list[str] = field(default_factory=list)  # a cluster's ids of the run's head job
+    # A cluster's job ids: the run's head job first, then the jobs it submitted as they were
+    # seen (RunFiles.add_job_ids); they only ever accumulate.
+    job_ids: list[str] = field(default_factory=list)
     pid: int | None = None
     pid_started: int | None = None  # the process's start time (clock ticks since boot): tells a reused pid apart
     stop_requested_at: str = ""  # when stop() was first asked for (a second ask past the grace time kills)
@@ -55,7 +59,12 @@ class Run:
 
 
 class RunFiles:
-    """state/runs/: one JSON file per run, replaced atomically."""
+    """state/runs/: one JSON file per run, replaced atomically.
+
+    Several processes write a run file (the poller, `ephys cancel`, `ephys status` noting
+    the job ids it saw), so every write holds a lock and keeps the job ids already in the
+    file: a writer holding an older copy of the run cannot drop ids another one added.
+    """
 
     def __init__(self, base: str | Path):
         self.base = Path(base)
@@ -64,8 +73,33 @@ class RunFiles:
     def path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
 
+    @contextlib.contextmanager
+    def _locked(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            yield
+
     def save(self, run: Run) -> None:
-        write_json_atomic(self.path(run.run_id), run.to_json())
+        with self._locked():
+            on_disk = self.load(run.run_id)
+            if on_disk is not None:
+                run.job_ids = _merged(run.job_ids, on_disk.job_ids)
+            write_json_atomic(self.path(run.run_id), run.to_json())
+
+    def add_job_ids(self, run: Run, job_ids: list[str]) -> bool:
+        """Add the ids of jobs seen for `run` to its file (and to `run`), changing nothing
+        else in the file; whether any was new. A run without a file is left alone."""
+        if not [j for j in job_ids if j not in run.job_ids]:
+            return False
+        with self._locked():
+            on_disk = self.load(run.run_id)
+            if on_disk is None:
+                return False
+            on_disk.job_ids = _merged(on_disk.job_ids, run.job_ids, job_ids)
+            write_json_atomic(self.path(run.run_id), on_disk.to_json())
+        run.job_ids = _merged(run.job_ids, on_disk.job_ids)
+        return True
 
     def load(self, run_id: str) -> Run | None:
         if not run_id:
@@ -75,6 +109,11 @@ class RunFiles:
                 return Run.from_json(json.load(f))
         except FileNotFoundError:
             return None
+
+
+def _merged(first: list[str], *more: list[str]) -> list[str]:
+    """`first`, then the ids of `more` it lacks, in order (the head job stays first)."""
+    return list(dict.fromkeys([*first, *(i for ids in more for i in ids)]))
 
 
 @dataclass
