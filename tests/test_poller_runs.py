@@ -1,6 +1,7 @@
 """The poller's bookkeeping, with a stand-in workflow (tests/fake_workflow.py) run by the
 real local executor: polls that never wait, runs found again from their run files,
-failures told in words, nothing started twice. The real workflow is in test_poller.py."""
+failures told in words, nothing started twice. Each poll is an `ephys poll --once` run in
+this process (CommandPoll). The real workflow is in test_poller.py."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def setup(project):
     def make_poller(scenarios=None, sheet=None):
         ex = FakeWorkflowExecutor(cfg, scenarios)
         executors.append(ex)
-        return Poller(cfg, executor=ex, sheet=sheet)
+        if sheet is not None:  # a sheet standing in for a failing back-end: the poller itself
+            return Poller(cfg, executor=ex, sheet=sheet)
+        return CommandPoll(project.config_path, ex)
 
     def rows():
         return {r["recording_id"]: r for r in project.read_sheet()}
@@ -45,6 +48,45 @@ def setup(project):
         run = RunFiles(project.dir).load(run_file.stem)
         if run and executors:
             executors[0].stop(run, grace_s=1)
+
+
+class CommandPoll:
+    """One `ephys poll --once`, run in this process (pipeline.cli.main) so that everything
+    a lab's poll goes through (its command line, the config file, the poller lock, its log
+    file, its exit code) is exercised; only the workflow is the stand-in. poll_once()
+    returns the poll's report, as Poller.poll_once does."""
+
+    def __init__(self, config_path, executor):
+        self.config_path, self.executor = config_path, executor
+
+    def poll_once(self):
+        import pipeline.poller
+        from pipeline import cli
+
+        reports, executor = [], self.executor
+
+        class StandInWorkflow(Poller):
+            def __init__(self, config, **kw):
+                super().__init__(config, executor=executor, **kw)
+
+            def poll_once(self):
+                reports.append(super().poll_once())
+                return reports[-1]
+
+        handlers = list(logging.getLogger().handlers)
+        real = pipeline.poller.Poller
+        pipeline.poller.Poller = StandInWorkflow
+        try:
+            code = cli.main(["--config", str(self.config_path), "poll", "--once"])
+        finally:
+            pipeline.poller.Poller = real
+            for h in logging.getLogger().handlers:
+                if h not in handlers:  # the poller's log file, added by each command
+                    logging.getLogger().removeHandler(h)
+                    h.close()
+        assert reports, f"`ephys poll --once` stopped before polling (exit {code})"
+        assert code == (1 if reports[-1].failed else 0), code
+        return reports[-1]
 
 
 def wait_for(predicate, timeout=30.0, what="the condition"):
