@@ -216,3 +216,26 @@ def test_a_partition_that_does_not_exist_is_said_once_and_not_resubmitted(on_slu
     project.ephys("poll", "--once")
     assert project.sheet.read_bytes() == sheet
     assert not run_jobs(project), "no job was submitted, and none again"
+
+
+def test_an_account_slurm_refuses_is_said_once_and_not_resubmitted(on_slurm, tmp_path):
+    """The dev cluster keeps no accounting database, so it takes any account; a lab's
+    cluster refuses an unknown one. sbatch here answers as Slurm does then (its message,
+    exit 1), and the poller must say it in the row and not submit again."""
+    project = on_slurm
+    project.set_config(executor={"account": "nosuch"})
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid account or "
+                                 "account/partition combination specified' >&2\nexit 1\n")
+    (fake / "sbatch").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(project.config_path), "poll", "--once"],
+                              cwd=project.dir, capture_output=True, text=True, env=env, timeout=300)
+        row = project.read_sheet()[0]
+        assert row["status"] == "failed", (row, proc.stderr)
+        assert row["message"].startswith("SLURM refused the head job: Invalid account or account/partition "
+                                         "combination specified"), row["message"]
+        assert "executor.account" in row["message"]
+    assert not run_jobs(project), "no job was submitted, and none again"
