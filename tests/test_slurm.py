@@ -226,7 +226,9 @@ def test_an_account_slurm_refuses_is_said_once_and_not_resubmitted(on_slurm, tmp
     project.set_config(executor={"account": "nosuch"})
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid account or "
+    calls = tmp_path / "sbatch-calls"
+    (fake / "sbatch").write_text(f"#!/bin/sh\necho called >> {calls}\n"
+                                 "echo 'sbatch: error: Batch job submission failed: Invalid account or "
                                  "account/partition combination specified' >&2\nexit 1\n")
     (fake / "sbatch").chmod(0o755)
     env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
@@ -238,4 +240,5 @@ def test_an_account_slurm_refuses_is_said_once_and_not_resubmitted(on_slurm, tmp
         assert row["message"].startswith("SLURM refused the head job: Invalid account or account/partition "
                                          "combination specified"), row["message"]
         assert "executor.account" in row["message"]
-    assert not run_jobs(project), "no job was submitted, and none again"
+    assert calls.read_text().count("called") == 1, "submitted once, not again by the next poll"
+    assert not run_jobs(project)
