@@ -371,3 +371,16 @@ def test_a_run_file_nobody_may_write_leaves_status_working(project, slurm_answer
     monkeypatch.setattr(RunFiles, "add_job_ids", refused)
     answers["squeue"] = squeue_lines("RUNNING", RUNNING=3)
     assert recording_state(project, "rec1", run, executor(project)).state == "running"
+
+
+def test_the_head_job_past_its_own_time_limit_is_told_with_the_setting(project, slurm_answers):
+    """The head job steers the recording's jobs; slurmstepd writes its end into its log. A
+    segment job's cancel line in a job log of its own is not the head job's."""
+    write_head_log(project, HEAD_START, TIMEOUT_LOG.format(job=10, k=0))
+    message = executor(project).explain_failure(started_run(project))
+    assert message == ("The head job, which steers this recording's jobs, ran past its time limit "
+                       "(executor.head_time in config.yaml); tick rerun to go on from what was complete "
+                       f"(log: logs/runs/{RUN_ID}.log).")
+    # Another job's line (here job 11's) in the head log says nothing of the head job.
+    write_head_log(project, HEAD_START, TIMEOUT_LOG.format(job=11, k=0))
+    assert executor(project).explain_failure(started_run(project)) is None

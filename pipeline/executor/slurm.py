@@ -205,7 +205,22 @@ class SlurmExecutor:
             attempts = sum(f.key == failure.key for f in failures)
             return (f"The job {cause} {what} ({attempts} attempt{'s' if attempts != 1 else ''}; "
                     f"log: {self._shown(log_path)}).")
-        return None
+        return self._head_job_end(run, text)
+
+    def _head_job_end(self, run: Run, text: str) -> str | None:
+        """The head job's own end, where slurmstepd wrote one into its log: its time limit
+        (executor.head_time) reached while the recording's jobs were still going, its memory
+        or its node lost. A cancelled head job is left to what cancelled it."""
+        head = run.job_ids[0] if run.job_ids else None
+        if not head:
+            return None
+        own = "\n".join(ln for ln in text.splitlines() if f"JOB {head} ON " in ln or f"StepId={head}." in ln)
+        cause = cause_in_log(own) if own else None
+        if cause is None or cause == "was cancelled":  # cancelled: `ephys cancel`'s, or the run's own words
+            return None
+        limit = " (executor.head_time in config.yaml)" if "time limit" in cause else ""
+        return (f"The head job, which steers this recording's jobs, {cause}{limit}; tick rerun to go on from what "
+                f"was complete (log: {self._shown(str(self.base / run.log))}).")
 
     def _cause(self, failure: "FailedJob") -> str | None:
         for path in failure.slurm_logs:
