@@ -224,7 +224,8 @@ class MuscleToneEstimate:
                 weight[index[ch]] = scale[index[ch]] / len(chans)  # volts, averaged
         self.group, self.weight = group, weight
         self._scratch = np.empty(0, dtype=np.float32)
-        self.signals = np.zeros((len(self.regions), n * self.m))  # float64, as the LFP stage filters them
+        # float32 as the kernel makes them: the estimate is filtered in float32 too
+        self.signals = np.zeros((len(self.regions), n * self.m), dtype=np.float32)
         self._check_cover()
 
     def _check_cover(self) -> None:
@@ -242,15 +243,14 @@ class MuscleToneEstimate:
         return self.why_not is None
 
     def means(self, n_x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The kernel's `means` for a block of n_x raw samples: zeroed sums in one buffer
-        kept from block to block."""
+        """The kernel's `means` for a block of n_x raw samples: one buffer kept from block
+        to block (the kernel zeroes the sums itself, without holding the GIL)."""
         from pipeline.dsp.fir_kernel import SLACK
 
         size = len(self.regions) * (n_x + SLACK)
         if self._scratch.size < size:
             self._scratch = np.empty(size, dtype=np.float32)
         sums = self._scratch[:size].reshape(len(self.regions), n_x + SLACK)
-        sums.fill(0)
         return self.group, self.weight, sums
 
     def add(self, region_sums: np.ndarray, j_a: int, j_b: int) -> None:

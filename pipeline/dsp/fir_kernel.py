@@ -137,11 +137,17 @@ def _decimate_channels(flat, rec_start, rec_q0, before, have, per_record, stride
     Channel c's input (n_x samples) is rows[row_slot[c]] if row_slot[c] >= 0, or else
     read from the records at flat[rec_start[c]] on (see _fill_from_records) into bufs[0]. Stage s writes
     bufs[s + 1] (the last stage writes out[c], unless a rational stage (rat_up > 0)
-    follows and does); the result is multiplied by scale[c]. If group[c] >= 0, the
-    input times weight[c] is also added to sums[group[c]] while it is in the cache.
+    follows and does); the result is multiplied by scale[c]. If any group[c] >= 0,
+    sums[g] is set to the sum of input times weight[c] over the channels c of
+    group g, made while each channel's input is in the cache.
     """
     n_stages = factors.shape[0]
     rational = rat_up > 0
+    for c in range(out.shape[0]):
+        if group[c] >= 0:  # the block's sums start from zero (here, without the GIL)
+            for g in range(sums.shape[0]):
+                sums[g, :] = 0.0  # the spare columns too: the deinterleave reads them
+            break
     for c in range(out.shape[0]):
         if row_slot[c] >= 0:
             x = rows[row_slot[c]]
@@ -192,11 +198,11 @@ def decimate_block(block, n_x: int, stages, n_outs: list[int],
     as many spare columns after their n_x samples as the first stage's factor.
     Returns (channels, outputs) float32, multiplied by `scale` per channel if given.
     With `means` = (group, weight, sums) (per channel: a group index or -1, and a
-    weight; sums: C-contiguous float32 zeros, (n_groups, n_x + SLACK), which a caller
-    reuses block after block: fresh pages cost more than the sums), the weighted sums
-    of the groups' input samples are added into `sums` in the same pass over the raw
-    samples (weights 1/size make them the groups' means at the input rate), and
-    (outputs, sums) returned.
+    weight; sums: C-contiguous float32, (n_groups, n_x + SLACK), which a caller reuses
+    block after block: fresh pages cost more than the sums), the weighted sums of the
+    groups' input samples are written into `sums` in the same pass over the raw samples
+    (weights 1/size make them the groups' means at the input rate), and (outputs, sums)
+    returned.
     """
     if stages and np.any(block.row >= 0) and block.rows.shape[1] - n_x < stages[0].factor:
         raise ValueError(f"the block's rows need {stages[0].factor} spare columns after their {n_x} samples")
