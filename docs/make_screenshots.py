@@ -5,8 +5,9 @@
 Writes three synthetic 24-hour recordings of one mouse (16 channels at 2 kHz, so that a
 day takes about two minutes to write and three to process on two cores; the first day
 has a 5-minute gap), registers them, runs the whole workflow on each in turn with the
-repository's config.yaml, and shrinks the published figures (and the report's first
-page, if `pdftoppm` is installed) into docs/screenshots/. A project folder given with
+repository's config.yaml, and shrinks the published figures (and the report's pages, if
+`pdftoppm` is installed) into docs/screenshots/; then runs `ephys demo` (what `make demo`
+runs) in a folder of its own and takes its overview and report pages (demo_*.png). A project folder given with
 --project is reused: recordings and results already there are not made again. About
 16 GB of disk for three days (raw data and LFP).
 """
@@ -76,15 +77,35 @@ def main() -> int:
     for name in ("overview", "architecture", "channel_qc"):
         shrink(folder / "day1" / f"{name}.png", OUT / f"{name}.png")
     shrink(folder / "animal_summary.png", OUT / "animal_summary.png")
-    if shutil.which("pdftoppm"):
-        page = project / "report-page1"
-        run(["pdftoppm", "-r", "120", "-png", "-f", "1", "-l", "1", "-singlefile", str(folder / "day1" / "report.pdf"),
-             str(page)], project)
-        shrink(page.with_suffix(".png"), OUT / "report_page1.png")
-    else:
-        print("pdftoppm is not installed: the report's first page is not made", flush=True)
+    report_pages(folder / "day1" / "report.pdf", project, "report_page")
+
+    # What `make demo` itself publishes (30 minutes of 64 channels at 32 kHz), so that a
+    # new user sees exactly what the first command gives: its overview and report pages.
+    demo = project / "demo"
+    demo.mkdir(exist_ok=True)
+    if not (demo / "config.yaml").exists():
+        shutil.copy(REPO / "config.yaml", demo / "config.yaml")
+    run([str(bin_dir / "ephys"), "--config", str(demo / "config.yaml"), "demo"], demo)
+    demo_folder = demo / "published" / "demo-mouse" / "demo-rec1"
+    shrink(demo_folder / "overview.png", OUT / "demo_overview.png")
+    report_pages(demo_folder / "report.pdf", project, "demo_report_page")
     print(f"project: {project}")
     return 0
+
+
+def report_pages(pdf: Path, project: Path, stem: str) -> None:
+    """Every page of a report as docs/screenshots/<stem><n>.png (needs pdftoppm, Debian's
+    poppler-utils)."""
+    if not shutil.which("pdftoppm"):
+        print(f"pdftoppm is not installed: {pdf}'s pages are not made", flush=True)
+        return
+    for old in OUT.glob(f"{stem}[0-9]*.png"):
+        old.unlink()
+    prefix = project / f"pages-{stem}"
+    run(["pdftoppm", "-r", "120", "-png", str(pdf), str(prefix)], project)
+    for n, page in enumerate(sorted(project.glob(f"pages-{stem}-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1])),
+                             start=1):
+        shrink(page, OUT / f"{stem}{n}.png")
 
 
 if __name__ == "__main__":
