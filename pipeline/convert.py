@@ -186,6 +186,20 @@ def inspect_recording(raw_dir: str | Path, out_json: str | Path, *, lfp_rate: fl
     return info
 
 
+# Channels of a region whose raw samples the kernel averages for the muscle tone made in
+# conversion, spread over the region. Muscle activity reaches every channel alike, so a
+# few carry it as well as all; summing all 20 of a region at 32 kHz made conversion
+# 1.23x slower on 30 minutes (bench/convert.py), over the fifth it may cost.
+EMG_CHANNELS_PER_REGION = 4
+
+
+def spread(names: list[str], k: int) -> list[str]:
+    """At most k of `names`, evenly spread from the first to the last."""
+    if len(names) <= k:
+        return list(names)
+    return [names[round(i * (len(names) - 1) / (k - 1))] for i in range(k)]
+
+
 class MuscleToneEstimate:
     """Muscle tone from the LFP (pipeline.dsp.lfp_emg) of one segment, made during its
     conversion when the LFP rate is too low for it: the brain regions' mean raw signal,
@@ -193,7 +207,8 @@ class MuscleToneEstimate:
     decimated to `rate` (a whole multiple `m` of the LFP rate, so that the spectrogram's
     epochs start on its samples).
 
-    The region means take every good channel of the region, also where a channel has no
+    The region means take up to EMG_CHANNELS_PER_REGION good channels of the region
+    (spread over it), also where a channel has no
     samples (a gap, or it ended early): there the reader's fill is a line, with nothing
     between 300 and 600 Hz, so it only scales the region's band power down, which the
     correlation of each epoch does not see.
@@ -202,7 +217,7 @@ class MuscleToneEstimate:
     def __init__(self, info: RecordingInfo, names: list[str], scale: np.ndarray, decimator: Decimator,
                  j0: int, n: int, epoch_s: float):
         self.rate = estimate_rate(info.sampling_rate, info.lfp_rate)
-        self.regions = brain_region_channels(info)
+        self.regions = {r: spread(chans, EMG_CHANNELS_PER_REGION) for r, chans in brain_region_channels(info).items()}
         self.epoch_s, self.j0, self.n = epoch_s, j0, n
         self.why_not = None
         if self.rate is None:
