@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/ephys demo
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 clean-demo:
 	rm -rf raw/demo-rec1 results/demo-rec1 logs/demo-rec1 published/demo-mouse state sheet.csv
