@@ -166,7 +166,7 @@ def split_sleep_group(delta: np.ndarray, theta: np.ndarray, muscle: np.ndarray, 
        (QUIET_WAKE_MUSCLE_SD), else NREM beside REM.
     On the benchmark's five synthetic animals this took scoring without an EMG from 89.2%
     to 95.5% and with one from 96.3% to 96.4%; on three animals not used to design it
-    (seeds 6-8), from 96.8% to 96.8% and from 94.8% to 97.6%.
+    (seeds 6-8), from 96.7% to 96.8% and from 94.8% to 97.6%.
     """
     none = np.zeros(len(theta), dtype=bool)
     mu, sd, w = fit_two_groups(theta[sleep])
