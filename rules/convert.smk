@@ -38,7 +38,7 @@ rule convert:
         "segment"
     resources:
         # bench/convert.py: ~300 MB whatever the segment's length; an hour in under a minute.
-        # With EMG_AT_CONVERT, + ~60 MB per brain region and hour of segment (float64 at ~2 kHz).
+        # With EMG_AT_CONVERT, + ~30 MB per brain region and hour of segment (float32 at ~2 kHz).
         mem_mb=grows(1000),
         runtime=grows(30),
     shell:
